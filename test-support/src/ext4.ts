@@ -21,7 +21,8 @@ export async function debugfs(image: string, commands: string[]): Promise<string
 
 export interface InodeStat {
   inode: number
-  type: 'file' | 'directory' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket' | string
+  /** file, directory, symlink, char, block, fifo, socket, or debugfs's own word for others. */
+  type: string
   /** Permission bits including setuid/setgid/sticky. */
   mode: number
   uid: number
@@ -115,7 +116,14 @@ export async function getImageXattr(
   const dir = mkdtempSync(join(tmpdir(), 'banger-ea-'))
   try {
     const out = join(dir, 'value')
-    await run('debugfs', ['-c', '-R', `ea_get -f ${out} ${quote(path)} ${name}`, image])
+    const { stderr } = await run('debugfs', [
+      '-c',
+      '-R',
+      `ea_get -f ${out} ${quote(path)} ${name}`,
+      image,
+    ])
+    // debugfs creates the output file even when the key is missing; its stderr tells.
+    if (/not found/i.test(stderr)) return undefined
     try {
       return readFileSync(out)
     } catch {
