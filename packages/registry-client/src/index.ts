@@ -1,1 +1,22 @@
 export type * from './types.js'
+export { parseReference, formatReference } from './reference.js'
+export { parsePlatform, formatPlatform } from './platform.js'
+export { RegistryClient, type ResolvedImage } from './client.js'
+export {
+  AuthError,
+  BadPlatformError,
+  BadReferenceError,
+  BlobUnknownError,
+  CacheError,
+  CredentialHelperError,
+  DigestMismatchError,
+  ManifestInvalidError,
+  ManifestTooLargeError,
+  ManifestUnknownError,
+  PlatformNotFoundError,
+  RangeResponseError,
+  RegistryHttpError,
+  RegistryUnreachableError,
+  SizeMismatchError,
+  UnsupportedManifestError,
+} from './errors.js'

@@ -52,6 +52,8 @@ export interface RegistryClientOptions {
   dockerConfigPath?: string
   /** Parallel blob downloads per pull; default 3. */
   concurrency?: number
+  /** Retry policy for 5xx, connection resets and 429; defaults `{ attempts: 5, baseDelayMs: 250, maxRetryAfterMs: 60_000 }`. */
+  retry?: { attempts?: number; baseDelayMs?: number; maxRetryAfterMs?: number }
 }
 
 export interface PullOptions {
@@ -78,6 +80,8 @@ export interface CachedLayer {
 
 export interface PullSession {
   reference: ImageReference
+  /** Name under which the image is recorded in the cache's index.json (`org.opencontainers.image.ref.name`): `formatReference(reference)`. */
+  refName: string
   /** Digest of the image manifest picked (after platform selection). */
   manifestDigest: string
   platform: Platform

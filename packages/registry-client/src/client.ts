@@ -1,0 +1,556 @@
+import { createHash } from 'node:crypto'
+import { open, rename, unlink } from 'node:fs/promises'
+import { DockerCredentials, defaultDockerConfigPath } from './auth.js'
+import { OciCache, sha256, type IndexEntry } from './cache.js'
+import {
+  BlobUnknownError,
+  DigestMismatchError,
+  ManifestInvalidError,
+  ManifestTooLargeError,
+  ManifestUnknownError,
+  PlatformNotFoundError,
+  RangeResponseError,
+  RegistryHttpError,
+  RegistryUnreachableError,
+  SizeMismatchError,
+} from './errors.js'
+import {
+  RegistryHttp,
+  describe,
+  errorDetail,
+  header,
+  isTransientNetworkError,
+  throwIfAborted,
+  type Endpoint,
+  type Response,
+} from './http.js'
+import {
+  ACCEPT,
+  CONFIG_SIZE_LIMIT,
+  MANIFEST_SIZE_LIMIT,
+  isAttestation,
+  parseManifest,
+  type ParsedManifest,
+} from './manifest.js'
+import { formatPlatform, parsePlatform, platformMatches, platformScore } from './platform.js'
+import { DOCKER_HUB, formatReference, parseReference } from './reference.js'
+import type {
+  CachedLayer,
+  ImageConfig,
+  ImageReference,
+  LayerDescriptor,
+  Platform,
+  PullOptions,
+  PullSession,
+  RegistryClientOptions,
+} from './types.js'
+
+export type ResolvedImage = Omit<PullSession, 'cachedLayers' | 'done'>
+
+interface FetchedManifest {
+  data: Buffer
+  digest: string
+  parsed: ParsedManifest
+}
+
+/**
+ * Downloads of one blob path in this process, shared by every pull that needs it (across
+ * RegistryClient instances on the same cache). Across processes, unique temp names plus an
+ * atomic rename of identical content keep the cache consistent.
+ */
+const inflight = new Map<string, Promise<void>>()
+
+const progressStep = 256 * 1024
+const progressIntervalMs = 200
+
+export class RegistryClient {
+  private readonly cache: OciCache
+  private readonly http: RegistryHttp
+  private readonly concurrency: number
+
+  constructor(private readonly options: RegistryClientOptions) {
+    this.cache = new OciCache(options.cacheDir)
+    this.http = new RegistryHttp(
+      new DockerCredentials(options.dockerConfigPath ?? defaultDockerConfigPath()),
+      {
+        attempts: Math.max(1, options.retry?.attempts ?? 5),
+        baseDelayMs: options.retry?.baseDelayMs ?? 250,
+        maxRetryAfterMs: options.retry?.maxRetryAfterMs ?? 60_000,
+      },
+    )
+    this.concurrency = Math.max(1, options.concurrency ?? 3)
+  }
+
+  /** Closes the HTTP connection pool. Pulls in flight fail. */
+  close(): Promise<void> {
+    return this.http.close()
+  }
+
+  /**
+   * Fetches the manifest (choosing the platform from an index) and the config, writes both
+   * into the cache, and downloads no layer. Rejects with E_BAD_REFERENCE, E_BAD_PLATFORM,
+   * E_MANIFEST_UNKNOWN, E_PLATFORM_NOT_FOUND, E_UNSUPPORTED_MANIFEST, E_MANIFEST_INVALID,
+   * E_MANIFEST_TOO_LARGE, E_DIGEST_MISMATCH, E_AUTH, E_REGISTRY_UNREACHABLE, E_REGISTRY_HTTP,
+   * E_CACHE, or the signal's reason.
+   */
+  async resolve(input: string | ImageReference, options: PullOptions = {}): Promise<ResolvedImage> {
+    return (await this.resolveImage(input, options)).image
+  }
+
+  /**
+   * Resolves like `resolve`, emits `resolved`, then downloads the layers in the background
+   * (`concurrency` at a time, in layer order) into the cache. `cachedLayers()` yields each
+   * layer in order once its blob is verified; `done` resolves when all are cached and the
+   * image is recorded in index.json. The first download error aborts the others and rejects
+   * both. Aborting `options.signal` stops every download and leaves no partial blob.
+   */
+  async pull(input: string | ImageReference, options: PullOptions = {}): Promise<PullSession> {
+    const { image, entry } = await this.resolveImage(input, options)
+    const { onProgress } = options
+    onProgress?.({ type: 'resolved', manifestDigest: image.manifestDigest, layers: image.layers })
+
+    const controller = new AbortController()
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, controller.signal])
+      : controller.signal
+    const limit = limiter(this.concurrency)
+    const paths = image.layers.map((descriptor, index) => {
+      const task = limit(async () => {
+        throwIfAborted(signal)
+        let reported = 0
+        let reportedAt = 0
+        const outcome = await this.ensureBlob(image.reference, descriptor, signal, (bytes) => {
+          const now = Date.now()
+          if (
+            bytes === descriptor.size ||
+            bytes - reported >= progressStep ||
+            now - reportedAt >= progressIntervalMs
+          ) {
+            reported = bytes
+            reportedAt = now
+            onProgress?.({
+              type: 'layer-progress',
+              index,
+              digest: descriptor.digest,
+              bytes,
+              total: descriptor.size,
+            })
+          }
+        })
+        onProgress?.({
+          type: 'layer-done',
+          index,
+          digest: descriptor.digest,
+          cached: outcome !== 'downloaded',
+        })
+        return this.cache.blobPath(descriptor.digest)
+      }).catch((err: unknown) => {
+        controller.abort(err)
+        throw err
+      })
+      task.catch(() => {})
+      return task
+    })
+    const done = Promise.all(paths).then(() => this.cache.recordImage(entry, image.refName))
+    done.catch(() => {})
+    const diffIds = image.config.rootfs.diff_ids
+    return {
+      ...image,
+      done,
+      cachedLayers: async function* (): AsyncGenerator<CachedLayer> {
+        for (const [index, descriptor] of image.layers.entries()) {
+          const path = await paths[index]!
+          yield { index, descriptor, diffId: diffIds[index]!, path }
+        }
+      },
+    }
+  }
+
+  private endpoints(ref: ImageReference): Endpoint[] {
+    const mirrors = (this.options.mirrors?.[ref.registry] ?? []).map((m): Endpoint => {
+      const url = new URL(m)
+      return {
+        base: `${url.origin}${url.pathname}`.replace(/\/+$/, ''),
+        credentialHost: url.host,
+        mirror: true,
+      }
+    })
+    const host = ref.registry === DOCKER_HUB ? 'registry-1.docker.io' : ref.registry
+    const scheme = this.isInsecure(ref.registry) ? 'http' : 'https'
+    return [
+      ...mirrors,
+      { base: `${scheme}://${host}`, credentialHost: ref.registry, mirror: false },
+    ]
+  }
+
+  private isInsecure(registry: string): boolean {
+    const hostname = registry.replace(/:\d+$/, '')
+    return (
+      hostname === 'localhost' ||
+      hostname === '[::1]' ||
+      /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname) ||
+      (this.options.insecureRegistries ?? []).some((r) => r === registry || r === hostname)
+    )
+  }
+
+  /** Tries each mirror, then the origin; a mirror's failure (other than an abort) falls through. */
+  private async fromEndpoints<T>(
+    ref: ImageReference,
+    signal: AbortSignal | undefined,
+    fn: (endpoint: Endpoint) => Promise<T>,
+  ): Promise<T> {
+    const endpoints = this.endpoints(ref)
+    for (const [i, endpoint] of endpoints.entries()) {
+      try {
+        return await fn(endpoint)
+      } catch (err) {
+        throwIfAborted(signal)
+        if (i === endpoints.length - 1) throw err
+      }
+    }
+    throw new Error('unreachable: no endpoints')
+  }
+
+  private async resolveImage(
+    input: string | ImageReference,
+    options: PullOptions,
+  ): Promise<{ image: ResolvedImage; entry: IndexEntry }> {
+    const { signal } = options
+    const ref = typeof input === 'string' ? parseReference(input) : input
+    const wanted = parsePlatform(options.platform)
+    const name = formatReference(ref)
+    throwIfAborted(signal)
+    await this.cache.init()
+
+    const top = await this.getManifest(ref, ref.digest ?? ref.tag ?? 'latest', signal)
+    let chosen = top
+    let platform: Platform | undefined
+    if (top.parsed.kind === 'index') {
+      const offered = top.parsed.manifests.filter((m) => m.platform && !isAttestation(m))
+      const matches = offered
+        .filter((m) => platformMatches(wanted, m.platform!))
+        .sort((a, b) => platformScore(wanted, b.platform!) - platformScore(wanted, a.platform!))
+      const pick = matches[0]
+      if (!pick)
+        throw new PlatformNotFoundError(name, formatPlatform(wanted), [
+          ...new Set(offered.map((m) => formatPlatform(m.platform!))),
+        ])
+      await this.cache.writeSmallBlob(top.digest, top.data)
+      chosen = await this.getManifest(ref, pick.digest, signal)
+      if (chosen.data.length !== pick.size)
+        throw new ManifestInvalidError(
+          name,
+          `manifest ${pick.digest} is ${chosen.data.length} bytes, the index says ${pick.size}`,
+        )
+      platform = pick.platform
+    }
+    const manifest = chosen.parsed
+    if (manifest.kind !== 'image')
+      throw new ManifestInvalidError(name, `index entry ${chosen.digest} is itself an index`)
+    await this.cache.writeSmallBlob(chosen.digest, chosen.data)
+
+    const config = await this.getConfig(ref, manifest.config, signal)
+    if (config.rootfs.diff_ids.length !== manifest.layers.length)
+      throw new ManifestInvalidError(
+        name,
+        `the config lists ${config.rootfs.diff_ids.length} diff_ids for ${manifest.layers.length} layers`,
+      )
+    if (!platform) {
+      const own: Platform = {
+        os: config.os ?? wanted.os,
+        architecture: config.architecture ?? wanted.architecture,
+        ...((config.variant ?? wanted.variant) && { variant: config.variant ?? wanted.variant }),
+      }
+      if (!platformMatches(wanted, own))
+        throw new PlatformNotFoundError(name, formatPlatform(wanted), [formatPlatform(own)])
+      platform = own
+    }
+    const image: ResolvedImage = {
+      reference: ref,
+      refName: name,
+      manifestDigest: chosen.digest,
+      platform,
+      configDigest: manifest.config.digest,
+      config,
+      layers: manifest.layers,
+    }
+    const entry: IndexEntry = {
+      mediaType: manifest.mediaType,
+      digest: chosen.digest,
+      size: chosen.data.length,
+      platform,
+    }
+    return { image, entry }
+  }
+
+  private async getManifest(
+    ref: ImageReference,
+    reference: string,
+    signal?: AbortSignal,
+  ): Promise<FetchedManifest> {
+    const name = formatReference(ref)
+    const byDigest = reference.startsWith('sha256:')
+    if (byDigest) {
+      // Content-addressed: a verified copy in the cache is as good as the registry's.
+      const cached = await this.cache.readSmallBlob(reference)
+      if (cached)
+        return { data: cached, digest: reference, parsed: parseManifest(name, cached, undefined) }
+    }
+    const path = `/v2/${ref.repository}/manifests/${reference}`
+    return this.fromEndpoints(ref, signal, async (endpoint) => {
+      const url = endpoint.base + path
+      const res = await this.http.get(endpoint, ref.repository, path, {
+        headers: { accept: ACCEPT },
+        ...(signal && { signal }),
+      })
+      if (res.statusCode === 404) throw new ManifestUnknownError(name, await errorDetail(res))
+      if (res.statusCode !== 200)
+        throw new RegistryHttpError(url, res.statusCode, await errorDetail(res))
+      const contentType = header(res, 'content-type')
+      const data = await readCapped(res, MANIFEST_SIZE_LIMIT, url)
+      const digest = sha256(data)
+      if (byDigest && digest !== reference) throw new DigestMismatchError(url, reference, digest)
+      return { data, digest, parsed: parseManifest(name, data, contentType) }
+    })
+  }
+
+  private async getConfig(
+    ref: ImageReference,
+    desc: LayerDescriptor,
+    signal?: AbortSignal,
+  ): Promise<ImageConfig> {
+    const name = formatReference(ref)
+    if (desc.size > CONFIG_SIZE_LIMIT)
+      throw new ManifestTooLargeError(`config ${desc.digest}`, CONFIG_SIZE_LIMIT)
+    let data = await this.cache.readSmallBlob(desc.digest, desc.size)
+    if (!data) {
+      const path = `/v2/${ref.repository}/blobs/${desc.digest}`
+      data = await this.fromEndpoints(ref, signal, async (endpoint) => {
+        const url = endpoint.base + path
+        const res = await this.http.get(endpoint, ref.repository, path, signal ? { signal } : {})
+        if (res.statusCode === 404) {
+          await res.body.dump()
+          throw new BlobUnknownError(ref.repository, desc.digest)
+        }
+        if (res.statusCode !== 200)
+          throw new RegistryHttpError(url, res.statusCode, await errorDetail(res))
+        const body = await readCapped(res, CONFIG_SIZE_LIMIT, url)
+        if (body.length !== desc.size) throw new SizeMismatchError(url, desc.size, body.length)
+        const actual = sha256(body)
+        if (actual !== desc.digest) throw new DigestMismatchError(url, desc.digest, actual)
+        return body
+      })
+      await this.cache.writeSmallBlob(desc.digest, data)
+    }
+    let config: ImageConfig
+    try {
+      config = JSON.parse(data.toString('utf8')) as ImageConfig
+    } catch {
+      throw new ManifestInvalidError(name, `config ${desc.digest} is not JSON`)
+    }
+    if (!config || typeof config !== 'object' || !Array.isArray(config.rootfs?.diff_ids))
+      throw new ManifestInvalidError(name, `config ${desc.digest} has no rootfs.diff_ids`)
+    return config
+  }
+
+  /**
+   * Makes `desc` present in the cache: a size-checked hit, a wait on this process's download of
+   * the same blob, or a download of our own. Resolves with which it was.
+   */
+  private async ensureBlob(
+    ref: ImageReference,
+    desc: LayerDescriptor,
+    signal: AbortSignal,
+    onBytes: (bytes: number) => void,
+  ): Promise<'cached' | 'joined' | 'downloaded'> {
+    const path = this.cache.blobPath(desc.digest)
+    let joined = false
+    for (;;) {
+      throwIfAborted(signal)
+      if (await this.cache.has(desc.digest, desc.size)) return joined ? 'joined' : 'cached'
+      const running = inflight.get(path)
+      if (running) {
+        joined = true
+        // If the other pull fails or is aborted, loop and download it ourselves.
+        await untilSettledOrAborted(running, signal)
+        continue
+      }
+      const download = this.download(ref, desc, signal, onBytes)
+      inflight.set(path, download)
+      try {
+        await download
+        return 'downloaded'
+      } finally {
+        if (inflight.get(path) === download) inflight.delete(path)
+      }
+    }
+  }
+
+  private async download(
+    ref: ImageReference,
+    desc: LayerDescriptor,
+    signal: AbortSignal,
+    onBytes: (bytes: number) => void,
+  ): Promise<void> {
+    const temp = this.cache.tempPath(desc.digest)
+    const fh = await open(temp, 'wx', 0o644)
+    let closed = false
+    try {
+      await this.fromEndpoints(ref, signal, (endpoint) =>
+        this.fetchBlobInto(endpoint, ref, desc, fh, signal, onBytes),
+      )
+      // Durable before visible: a crash must not leave a named blob with missing data.
+      await fh.sync()
+      await fh.close()
+      closed = true
+      await rename(temp, this.cache.blobPath(desc.digest))
+    } finally {
+      if (!closed) await fh.close().catch(() => {})
+      await unlink(temp).catch(() => {})
+    }
+  }
+
+  /**
+   * Streams one blob from one endpoint into `fh`, hashing as it writes. An interrupted body is
+   * resumed with `Range: bytes=N-`: a 206 must start at N, a 200 restarts from zero.
+   */
+  private async fetchBlobInto(
+    endpoint: Endpoint,
+    ref: ImageReference,
+    desc: LayerDescriptor,
+    fh: import('node:fs/promises').FileHandle,
+    signal: AbortSignal,
+    onBytes: (bytes: number) => void,
+  ): Promise<void> {
+    const path = `/v2/${ref.repository}/blobs/${desc.digest}`
+    const url = endpoint.base + path
+    let hash = createHash('sha256')
+    let bytes = 0
+    await fh.truncate(0)
+    let failures = 0
+    let bytesAtFailure = 0
+    for (;;) {
+      const headers: Record<string, string> = bytes > 0 ? { range: `bytes=${bytes}-` } : {}
+      const res: Response = await this.http.get(endpoint, ref.repository, path, { headers, signal })
+      if (res.statusCode === 404) {
+        await res.body.dump()
+        throw new BlobUnknownError(ref.repository, desc.digest)
+      }
+      if (res.statusCode === 206 && bytes > 0) {
+        const range = header(res, 'content-range') ?? ''
+        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range.trim())
+        if (!m || Number(m[1]) !== bytes || (m[3] !== '*' && Number(m[3]) !== desc.size)) {
+          await res.body.dump()
+          throw new RangeResponseError(
+            url,
+            `asked for bytes ${bytes}- and got Content-Range ${JSON.stringify(range)}`,
+          )
+        }
+      } else if (res.statusCode === 200) {
+        if (bytes > 0) {
+          // The server ignored Range: what we have is worthless, start over.
+          hash = createHash('sha256')
+          bytes = 0
+          bytesAtFailure = 0
+          await fh.truncate(0)
+        }
+      } else {
+        throw new RegistryHttpError(url, res.statusCode, await errorDetail(res))
+      }
+      try {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          if (bytes + chunk.length > desc.size)
+            throw new SizeMismatchError(url, desc.size, bytes + chunk.length)
+          await fh.write(chunk, 0, chunk.length, bytes)
+          hash.update(chunk)
+          bytes += chunk.length
+          onBytes(bytes)
+        }
+      } catch (err) {
+        if (!res.body.destroyed) res.body.destroy()
+        throwIfAborted(signal)
+        if (err instanceof SizeMismatchError) throw err
+        if (bytes > bytesAtFailure) failures = 0
+        bytesAtFailure = bytes
+        if (!isTransientNetworkError(err) || ++failures >= this.http.retry.attempts)
+          throw new RegistryUnreachableError(
+            url,
+            `download broke off after ${bytes} bytes: ${describe(err)}`,
+            { cause: err },
+          )
+        await this.http.backoff(failures - 1, signal)
+        continue
+      }
+      if (bytes !== desc.size) throw new SizeMismatchError(url, desc.size, bytes)
+      const actual = `sha256:${hash.digest('hex')}`
+      if (actual !== desc.digest) throw new DigestMismatchError(url, desc.digest, actual)
+      return
+    }
+  }
+}
+
+/** Reads a whole small body, refusing more than `limit` bytes. */
+async function readCapped(res: Response, limit: number, url: string): Promise<Buffer> {
+  const declared = Number(header(res, 'content-length'))
+  if (declared > limit) {
+    res.body.destroy()
+    throw new ManifestTooLargeError(url, limit)
+  }
+  const chunks: Buffer[] = []
+  let total = 0
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length
+    if (total > limit) {
+      res.body.destroy()
+      throw new ManifestTooLargeError(url, limit)
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks)
+}
+
+async function untilSettledOrAborted(
+  promise: Promise<unknown>,
+  signal: AbortSignal,
+): Promise<void> {
+  throwIfAborted(signal)
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = resolve
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    await Promise.race([promise.then(noop, noop), aborted])
+  } finally {
+    signal.removeEventListener('abort', onAbort!)
+  }
+  throwIfAborted(signal)
+}
+
+function noop(): void {}
+
+/** Runs at most `n` tasks at once, starting them in the order they were queued. */
+function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0
+  const queue: (() => void)[] = []
+  const next = (): void => {
+    if (active >= n) return
+    const start = queue.shift()
+    if (start) {
+      active++
+      start()
+    }
+  }
+  return <T>(fn: () => Promise<T>) =>
+    new Promise<T>((resolve, reject) => {
+      queue.push(() => {
+        fn()
+          .then(resolve, reject)
+          .finally(() => {
+            active--
+            next()
+          })
+      })
+      next()
+    })
+}
