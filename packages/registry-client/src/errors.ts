@@ -81,7 +81,7 @@ export class UnsupportedManifestError extends RegistryError {
     readonly reference: string,
     readonly mediaType: string,
   ) {
-    const schema1 = /manifest\.v1|schemaVersion 1/.test(mediaType)
+    const schema1 = /distribution\.manifest\.v1|schemaVersion 1/.test(mediaType)
     super(
       schema1
         ? `image ${reference} uses the Docker schema1 manifest format, which is not supported`

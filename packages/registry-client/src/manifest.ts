@@ -53,7 +53,7 @@ export function parseManifest(
   contentType: string | undefined,
 ): ParsedManifest {
   const headerType = contentType?.split(';')[0]?.trim().toLowerCase()
-  if (headerType && /manifest\.v1\+/.test(headerType))
+  if (headerType && /^application\/vnd\.docker\.distribution\.manifest\.v1\+/.test(headerType))
     throw new UnsupportedManifestError(ref, headerType)
   let json: Record<string, unknown>
   try {

@@ -1,0 +1,42 @@
+import { createHash } from 'node:crypto'
+import { createReadStream, readdirSync } from 'node:fs'
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import { rm } from 'node:fs/promises'
+import { onTestFinished } from 'vitest'
+
+export async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256')
+  await pipeline(createReadStream(path), hash)
+  return `sha256:${hash.digest('hex')}`
+}
+
+/** Digests of every blob file in an OCI layout. */
+export function cachedBlobs(cacheDir: string): string[] {
+  try {
+    return readdirSync(join(cacheDir, 'blobs', 'sha256'))
+      .map((hex) => `sha256:${hex}`)
+      .sort()
+  } catch {
+    return []
+  }
+}
+
+export function tempFiles(cacheDir: string): string[] {
+  try {
+    return readdirSync(join(cacheDir, 'tmp'))
+  } catch {
+    return []
+  }
+}
+
+export async function tempCache(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'banger-rc-cache-'))
+  onTestFinished(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Fast retries so failure paths do not make the suite slow. */
+export const quickRetry = { attempts: 4, baseDelayMs: 20, maxRetryAfterMs: 5_000 }
