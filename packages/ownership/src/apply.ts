@@ -1,0 +1,216 @@
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { debugfsCandidates, quoteArg, resolveBinary, runDebugfs } from './debugfs.js'
+import { checkEntry, isSpecial, splitPath, TYPE_BITS, type CheckedEntry } from './entries.js'
+import {
+  DebugfsCommandError,
+  DebugfsMissingError,
+  SpecialExistsError,
+  type DebugfsFailure,
+} from './errors.js'
+import type { ApplyOwnershipOptions, OwnershipEntry, OwnershipReport } from './types.js'
+import { verifyEntries } from './verify.js'
+
+/** A value debugfs's ea_set takes inline without any interpretation (it C-unescapes others). */
+const INLINE_VALUE = /^[A-Za-z0-9._:/=,+@%][A-Za-z0-9._:/=,+@%-]*$/
+
+export interface ApplyOwnershipToolOptions {
+  /** Path to debugfs; default: PATH, then /usr/sbin and /sbin. */
+  debugfs?: string
+}
+
+/**
+ * Restores owner, full mode, mtime, device nodes, FIFOs and xattrs of every manifest entry inside
+ * an ext4 image, in ONE `debugfs -w` process, then (unless `verify: false`) reads every entry back
+ * in one more read-only debugfs process.
+ *
+ * Preconditions: `imagePath` is an ext4 image built from the manifest's tree (for example by
+ * @banger/ext4-build) and not mounted; entries come parents before children; device nodes and FIFOs
+ * are absent from the image (they are created here). Rejects with E_INVALID_ENTRY or
+ * E_UNENCODABLE_NAME before touching the image, E_SPECIAL_EXISTS when a device path is already
+ * taken, E_DEBUGFS_MISSING, E_DEBUGFS_FAILED, E_DEBUGFS_COMMAND_FAILED (naming the path) and
+ * E_OWNERSHIP_MISMATCH from the read-back. On a rejection after the write started the image is
+ * half-updated: discard it.
+ */
+export async function applyOwnership(
+  imagePath: string,
+  entries: Iterable<OwnershipEntry>,
+  options: ApplyOwnershipOptions & ApplyOwnershipToolOptions = {},
+): Promise<OwnershipReport> {
+  const { signal } = options
+  signal?.throwIfAborted()
+  const checked: CheckedEntry[] = []
+  for (const entry of entries) checked.push(checkEntry(entry))
+
+  const binary = options.debugfs ?? (await resolveBinary(debugfsCandidates()))
+  if (!binary) throw new DebugfsMissingError(debugfsCandidates().join(', '))
+
+  const workDir = await mkdtemp(join(tmpdir(), 'banger-ownership-'))
+  try {
+    const plan = planCommands(checked, workDir)
+    for (const [file, value] of plan.valueFiles) await writeFile(file, value)
+
+    if (plan.specials.length)
+      await refuseExistingSpecials(binary, imagePath, plan.specials, workDir, signal)
+
+    const failures: DebugfsFailure[] = []
+    await runDebugfs({
+      binary,
+      image: imagePath,
+      commands: plan.commands,
+      write: true,
+      workDir,
+      signal,
+      onOutput: (i, lines) => {
+        const bad = lines.filter((l) => l.trim() !== '' && !/^Allocated inode: \d+$/.test(l))
+        if (bad.length)
+          failures.push({
+            path: plan.owners[i],
+            command: plan.commands[i]!,
+            output: bad.join(' / '),
+          })
+      },
+    })
+    if (failures.length) throw new DebugfsCommandError(imagePath, failures)
+
+    let verified = 0
+    if (options.verify ?? true) {
+      verified = await verifyEntries({
+        binary,
+        image: imagePath,
+        entries: checked,
+        workDir,
+        signal,
+      })
+    }
+    return { entries: checked.length, commands: plan.commands.length, verified }
+  } finally {
+    await rm(workDir, { recursive: true, force: true })
+  }
+}
+
+interface CommandPlan {
+  commands: string[]
+  /** For each command, the manifest path it acts for. */
+  owners: (string | undefined)[]
+  /** Temp files holding xattr values that cannot go inline, by file name. */
+  valueFiles: Map<string, Buffer>
+  specials: string[]
+}
+
+function planCommands(entries: CheckedEntry[], workDir: string): CommandPlan {
+  const commands: string[] = []
+  const owners: (string | undefined)[] = []
+  const valueFiles = new Map<string, Buffer>()
+  const specials: string[] = []
+  const add = (path: string, command: string): void => {
+    commands.push(command)
+    owners.push(path)
+  }
+  // The first entry of each hardlink group carries the inode; later ones only add names.
+  const firstOfGroup = new Map<number, CheckedEntry>()
+  const groupSize = new Map<number, number>()
+  const inodeOwners: CheckedEntry[] = []
+  const extraLinks: CheckedEntry[] = []
+  for (const e of entries) {
+    if (e.hardlinkGroup === undefined) inodeOwners.push(e)
+    else {
+      groupSize.set(e.hardlinkGroup, (groupSize.get(e.hardlinkGroup) ?? 0) + 1)
+      if (!firstOfGroup.has(e.hardlinkGroup)) {
+        firstOfGroup.set(e.hardlinkGroup, e)
+        inodeOwners.push(e)
+      } else extraLinks.push(e)
+    }
+  }
+
+  // Device nodes and FIFOs first. debugfs's mknod links the name it is given into the current
+  // directory verbatim (a name with slashes would be one bogus entry), so cd to the parent.
+  for (const e of inodeOwners) {
+    if (!isSpecial(e.type)) continue
+    const { parent, base } = splitPath(e.path)
+    specials.push(e.path)
+    add(e.path, `cd ${quoteArg(parent)}`)
+    // debugfs 1.47's mknod rejects some minors (70000), so make it 0:0 and write the device
+    // number the way the kernel encodes it in i_block.
+    const how = e.type === 'fifo' ? 'p' : `${e.type === 'char' ? 'c' : 'b'} 0 0`
+    add(e.path, `mknod ${quoteArg(base)} ${how}`)
+    if (e.type !== 'fifo') {
+      const [b0, b1] = encodeDevice(e.devMajor!, e.devMinor!)
+      add(e.path, `sif ${quoteArg(e.path)} block[0] ${b0}`)
+      add(e.path, `sif ${quoteArg(e.path)} block[1] ${b1}`)
+    }
+  }
+  // Hardlinks to specials: a new name for the mknod'ed inode. `ln` does not count links, so
+  // links_count is set below. Hardlinked regular files already share an inode (mkfs -d keeps them).
+  const specialGroups = new Set<number>()
+  for (const e of extraLinks) {
+    const first = firstOfGroup.get(e.hardlinkGroup!)!
+    if (!isSpecial(first.type)) continue
+    specials.push(e.path)
+    specialGroups.add(e.hardlinkGroup!)
+    add(e.path, `ln ${quoteArg(first.path)} ${quoteArg(e.path)}`)
+  }
+
+  for (const e of inodeOwners) {
+    const p = quoteArg(e.path)
+    add(e.path, `sif ${p} mode 0${(TYPE_BITS[e.type] | e.mode).toString(8)}`)
+    // sif's uid/gid fields write i_uid_high/i_gid_high too (checked with uid 100000).
+    add(e.path, `sif ${p} uid ${e.uid}`)
+    add(e.path, `sif ${p} gid ${e.gid}`)
+    if (e.mtime !== undefined) add(e.path, `sif ${p} mtime @${e.mtime}`)
+    if (isSpecial(e.type)) {
+      // mknod stamps the wall clock; pin the other times so the image stays reproducible.
+      const t = e.mtime ?? 0
+      if (e.mtime === undefined) add(e.path, `sif ${p} mtime @${t}`)
+      for (const field of ['atime', 'ctime', 'crtime']) add(e.path, `sif ${p} ${field} @${t}`)
+      if (e.hardlinkGroup !== undefined && specialGroups.has(e.hardlinkGroup))
+        add(e.path, `sif ${p} links_count ${groupSize.get(e.hardlinkGroup)}`)
+    }
+    for (const [name, value] of e.values) {
+      const text = value.toString('latin1')
+      if (INLINE_VALUE.test(text)) add(e.path, `ea_set ${p} ${quoteArg(name)} ${text}`)
+      else {
+        // Binary or unusual values go through a file: ea_set C-unescapes inline values and
+        // splits them on whitespace. One file per distinct value.
+        const file = join(workDir, `xattr-${createHash('sha256').update(value).digest('hex')}`)
+        valueFiles.set(file, value)
+        add(e.path, `ea_set -f ${quoteArg(file)} ${p} ${quoteArg(name)}`)
+      }
+    }
+  }
+  return { commands, owners, valueFiles, specials }
+}
+
+/** mknod over an existing name would add a second directory entry, so look first (read-only). */
+async function refuseExistingSpecials(
+  binary: string,
+  image: string,
+  paths: string[],
+  workDir: string,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  let existing: string | undefined
+  await runDebugfs({
+    binary,
+    image,
+    commands: paths.map((p) => `stat ${quoteArg(p)}`),
+    write: false,
+    workDir,
+    signal,
+    onOutput: (i, lines) => {
+      if (!existing && lines.some((l) => l.startsWith('Inode:'))) existing = paths[i]
+    },
+  })
+  if (existing) throw new SpecialExistsError(image, existing)
+}
+
+/**
+ * i_block[0..1] of a device inode as Linux's ext4 writes them: the old 16-bit form when major and
+ * minor both fit in a byte, else 0 and the new 32-bit form (12-bit major, 20-bit minor).
+ */
+export function encodeDevice(major: number, minor: number): [number, number] {
+  if (major < 256 && minor < 256) return [major * 256 + minor, 0]
+  return [0, (minor & 0xff) + major * 256 + (minor - (minor & 0xff)) * 4096]
+}

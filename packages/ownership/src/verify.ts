@@ -1,0 +1,170 @@
+import { quoteArg, runDebugfs } from './debugfs.js'
+import { DEBUGFS_TYPE_WORD, type CheckedEntry } from './entries.js'
+import { OwnershipMismatchError, type OwnershipMismatch } from './errors.js'
+
+/** What `debugfs stat` says about one inode. */
+export interface StatFacts {
+  inode: number
+  type: string
+  /** Permission bits, 0o7777. */
+  mode: number
+  uid: number
+  gid: number
+  links: number
+  mtime?: number
+  devMajor?: number
+  devMinor?: number
+  /** xattr names, in the order stat lists them. */
+  xattrs: string[]
+}
+
+/** Parses the lines `debugfs stat` prints; undefined when they hold no inode (e.g. not found). */
+export function parseStat(lines: string[]): StatFacts | undefined {
+  const text = lines.join('\n')
+  const head = /Inode:\s*(\d+)\s+Type:\s*(.+?)\s+Mode:\s*([0-7]+)/.exec(text)
+  const owner = /User:\s*(\d+)\s+Group:\s*(\d+)/.exec(text)
+  const links = /Links:\s*(\d+)/.exec(text)
+  if (!head || !owner || !links) return undefined
+  const facts: StatFacts = {
+    inode: Number(head[1]),
+    type: head[2]!,
+    mode: parseInt(head[3]!, 8),
+    uid: Number(owner[1]),
+    gid: Number(owner[2]),
+    links: Number(links[1]),
+    xattrs: [],
+  }
+  // i_mtime is signed 32 bits; the low two bits of i_mtime_extra extend the epoch.
+  const mtime = /^\s*mtime:\s*0x([0-9a-f]+)(?::([0-9a-f]+))?/m.exec(text)
+  if (mtime)
+    facts.mtime = (parseInt(mtime[1]!, 16) | 0) + (parseInt(mtime[2] ?? '0', 16) & 3) * 2 ** 32
+  const dev = /Device major\/minor number:\s*(\d+):(\d+)/.exec(text)
+  if (dev) {
+    facts.devMajor = Number(dev[1])
+    facts.devMinor = Number(dev[2])
+  }
+  let inXattrs = false
+  for (const line of lines) {
+    if (line === 'Extended attributes:') inXattrs = true
+    else if (inXattrs) {
+      const m = /^ {2}(\S+) \(\d+\)/.exec(line)
+      if (m) facts.xattrs.push(m[1]!)
+      else if (!line.startsWith('  ')) inXattrs = false
+    }
+  }
+  return facts
+}
+
+/** Parses `ea_get -x` output: `name (len) = hh hh …` or `name (0)`. */
+export function parseEaGetHex(lines: string[]): Buffer | undefined {
+  for (const line of lines) {
+    const m = /^(\S+) \((\d+)\)(?: = ((?:[0-9a-f]{2} ?)*))?\s*$/.exec(line)
+    if (!m) continue
+    const hex = (m[3] ?? '').replace(/ /g, '')
+    const value = Buffer.from(hex, 'hex')
+    return value.length === Number(m[2]) ? value : undefined
+  }
+  return undefined
+}
+
+/** Inline data lives in an xattr mkfs may create itself; it is not the manifest's business. */
+const IGNORED_XATTRS = new Set(['system.data'])
+
+interface VerifyBatch {
+  binary: string
+  image: string
+  entries: CheckedEntry[]
+  workDir: string
+  signal?: AbortSignal
+}
+
+/**
+ * Reads every entry back in one read-only debugfs process (`stat` per path, `ea_get -x` per
+ * xattr) and rejects with E_OWNERSHIP_MISMATCH listing every difference. Resolves to the number of
+ * entries checked.
+ */
+export async function verifyEntries(batch: VerifyBatch): Promise<number> {
+  const { entries } = batch
+  const commands: string[] = []
+  // What each command checks: a stat of entry i, or xattr `name` of entry i.
+  const checks: { entry: number; xattr?: string }[] = []
+  const groupSize = new Map<number, number>()
+  // Later names of a hardlink group are held to what the first name (which carries the inode) says.
+  const firstOfGroup = new Map<number, CheckedEntry>()
+  for (const e of entries) {
+    if (e.hardlinkGroup === undefined) continue
+    groupSize.set(e.hardlinkGroup, (groupSize.get(e.hardlinkGroup) ?? 0) + 1)
+    if (!firstOfGroup.has(e.hardlinkGroup)) firstOfGroup.set(e.hardlinkGroup, e)
+  }
+  const ownerOf = (e: CheckedEntry): CheckedEntry =>
+    e.hardlinkGroup === undefined ? e : firstOfGroup.get(e.hardlinkGroup)!
+  entries.forEach((e, i) => {
+    const p = quoteArg(e.path)
+    commands.push(`stat ${p}`)
+    checks.push({ entry: i })
+    if (ownerOf(e) !== e) return
+    for (const name of e.values.keys()) {
+      commands.push(`ea_get -x ${p} ${quoteArg(name)}`)
+      checks.push({ entry: i, xattr: name })
+    }
+  })
+
+  const mismatches: OwnershipMismatch[] = []
+  const groupInode = new Map<number, number>()
+  const miss = (path: string, field: string, expected: unknown, actual: unknown): void => {
+    mismatches.push({ path, field, expected: String(expected), actual: String(actual) })
+  }
+  const octal = (n: number): string => `0${n.toString(8)}`
+  await runDebugfs({
+    ...batch,
+    commands,
+    write: false,
+    onOutput: (i, lines) => {
+      const check = checks[i]!
+      const named = entries[check.entry]!
+      const e = ownerOf(named)
+      const path = named.path
+      if (check.xattr !== undefined) {
+        const actual = parseEaGetHex(lines)
+        const expected = e.values.get(check.xattr)!
+        if (!actual || !actual.equals(expected))
+          miss(
+            path,
+            `xattr ${check.xattr}`,
+            expected.toString('hex') || '(empty)',
+            actual ? actual.toString('hex') || '(empty)' : lines.join(' / ') || '(missing)',
+          )
+        return
+      }
+      const s = parseStat(lines)
+      if (!s) return miss(path, 'existence', 'an inode', lines.join(' / ') || 'no output')
+      if (s.type !== DEBUGFS_TYPE_WORD[e.type])
+        miss(path, 'type', DEBUGFS_TYPE_WORD[e.type], s.type)
+      if (s.mode !== e.mode) miss(path, 'mode', octal(e.mode), octal(s.mode))
+      if (s.uid !== e.uid) miss(path, 'uid', e.uid, s.uid)
+      if (s.gid !== e.gid) miss(path, 'gid', e.gid, s.gid)
+      if (e.mtime !== undefined && s.mtime !== e.mtime) miss(path, 'mtime', e.mtime, s.mtime)
+      if (e.type === 'char' || e.type === 'block') {
+        if (s.devMajor !== e.devMajor || s.devMinor !== e.devMinor)
+          miss(path, 'device', `${e.devMajor}:${e.devMinor}`, `${s.devMajor}:${s.devMinor}`)
+      }
+      if (e.type !== 'directory') {
+        const links = e.hardlinkGroup === undefined ? 1 : groupSize.get(e.hardlinkGroup)!
+        if (s.links !== links) miss(path, 'link count', links, s.links)
+      }
+      if (e.hardlinkGroup !== undefined) {
+        const first = groupInode.get(e.hardlinkGroup)
+        if (first === undefined) groupInode.set(e.hardlinkGroup, s.inode)
+        else if (first !== s.inode) miss(path, 'inode (hardlink)', first, s.inode)
+      }
+      if (named === e) {
+        const actual = s.xattrs.filter((n) => !IGNORED_XATTRS.has(n)).sort()
+        const expected = [...e.values.keys()].sort()
+        if (actual.join(',') !== expected.join(','))
+          miss(path, 'xattr names', expected.join(',') || '(none)', actual.join(',') || '(none)')
+      }
+    },
+  })
+  if (mismatches.length) throw new OwnershipMismatchError(batch.image, mismatches)
+  return entries.length
+}
