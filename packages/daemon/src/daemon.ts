@@ -1,0 +1,249 @@
+import { readFileSync } from 'node:fs'
+import { chmod, mkdir, open, readFile, unlink } from 'node:fs/promises'
+import { createConnection } from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { pino, type Logger } from 'pino'
+import { loadConfig, type BangerConfig } from './config.js'
+import { ImageService } from './images.js'
+import { KernelService } from './kernels.js'
+import type { PullPipeline } from './pipeline.js'
+import {
+  ERROR_CODES,
+  RpcError,
+  resolvePaths,
+  type BangerPaths,
+  type DaemonStatus,
+} from './rpc/index.js'
+import { RpcServer, type Handlers } from './server.js'
+import { Store } from './store.js'
+
+export interface StartDaemonOptions {
+  /** Environment to resolve paths from (see resolvePaths); default process.env. */
+  env?: NodeJS.ProcessEnv
+  /** Override single paths after resolution (e.g. `--socket`). */
+  paths?: Partial<Pick<BangerPaths, 'stateDir' | 'cacheDir' | 'socketPath' | 'configPath'>>
+  /** Base for temporary trees; default `$BANGER_TMPDIR`, else os.tmpdir(). Never the state dir. */
+  tmpDir?: string
+  /** The stage wiring; default the real one from pull.ts (loaded lazily). */
+  pipeline?: PullPipeline
+  /** Home directory for `~/.ssh/*.pub`; default os.homedir(). */
+  home?: string
+  /** pino level; default `$BANGER_LOG_LEVEL` or 'info'. */
+  logLevel?: string
+}
+
+export interface Daemon {
+  readonly paths: BangerPaths
+  readonly config: BangerConfig
+  readonly log: Logger
+  /** What the crash sweep removed at start. */
+  readonly swept: string[]
+  status(): DaemonStatus
+  /** Stop: refuse new work, cancel pulls (they clean up), close the socket and the db. Idempotent. */
+  stop(): Promise<void>
+  /** Resolves once stop() has finished, whoever called it (`daemon.shutdown`, a signal). */
+  readonly stopped: Promise<void>
+}
+
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string
+  }
+).version
+
+/**
+ * Start bangerd: create the dirs (0700), load config, open SQLite, sweep what a crash left,
+ * then listen on the socket (0600). Rejects with E_DAEMON_RUNNING when another daemon serves
+ * the socket or the state dir, E_CONFIG_INVALID for a bad config file.
+ */
+export async function startDaemon(options: StartDaemonOptions = {}): Promise<Daemon> {
+  const env = options.env ?? process.env
+  const resolved = resolvePaths(env)
+  const o = options.paths ?? {}
+  const paths = resolvePaths({
+    ...env,
+    BANGER_STATE_DIR: o.stateDir ?? resolved.stateDir,
+    BANGER_CACHE_DIR: o.cacheDir ?? resolved.cacheDir,
+    BANGER_SOCKET: o.socketPath ?? resolved.socketPath,
+    BANGER_CONFIG: o.configPath ?? resolved.configPath,
+  })
+  const tmpDir = options.tmpDir ?? (env.BANGER_TMPDIR || tmpdir())
+
+  for (const dir of [
+    paths.stateDir,
+    paths.imagesDir,
+    paths.kernelsDir,
+    paths.logsDir,
+    paths.cacheDir,
+    dirname(paths.socketPath),
+  ]) {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+  }
+  await mkdir(tmpDir, { recursive: true })
+
+  const log = pino(
+    { level: options.logLevel ?? env.BANGER_LOG_LEVEL ?? 'info', base: { pid: process.pid } },
+    pino.destination({ dest: join(paths.logsDir, 'bangerd.log'), sync: true, mkdir: true }),
+  )
+  const config = await loadConfig(paths.configPath)
+  const pidFile = join(paths.stateDir, 'bangerd.pid')
+  await claimPidFile(pidFile)
+  let store: Store | undefined
+  try {
+    await claimSocket(paths.socketPath)
+    store = new Store(paths.dbPath)
+    const pipeline =
+      options.pipeline ??
+      (await import('./pull.js')).createPullPipeline({
+        cacheDir: paths.cacheDir,
+        config,
+      })
+    const kernels = new KernelService(store, paths.kernelsDir, config, log)
+    const images = new ImageService({
+      store,
+      kernels,
+      config,
+      pipeline,
+      imagesDir: paths.imagesDir,
+      tmpDir,
+      log,
+      ...(options.home !== undefined ? { home: options.home } : {}),
+    })
+    const swept = [...(await images.sweep()), ...(await kernels.sweep())]
+    if (swept.length) log.warn({ swept }, 'removed what an interrupted run left behind')
+
+    const startedAt = Date.now()
+    const db = store
+    const status = (): DaemonStatus => ({
+      pid: process.pid,
+      version: VERSION,
+      socketPath: paths.socketPath,
+      stateDir: paths.stateDir,
+      cacheDir: paths.cacheDir,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      images: db.countImages(),
+      kernels: db.countKernels(),
+      pullsInProgress: images.pullsInProgress,
+    })
+
+    let stopping: Promise<void> | undefined
+    let markStopped!: () => void
+    const stopped = new Promise<void>((resolve) => (markStopped = resolve))
+    const stop = (): Promise<void> => {
+      stopping ??= (async () => {
+        log.info('stopping')
+        server.abortAll()
+        await images.close()
+        await server.close()
+        db.close()
+        await unlink(paths.socketPath).catch(() => undefined)
+        await releasePidFile(pidFile)
+        log.info('stopped')
+        markStopped()
+      })()
+      return stopping
+    }
+
+    const handlers: Handlers = {
+      'image.pull': (p, ctx) => images.pull(p, { signal: ctx.signal, onProgress: ctx.progress }),
+      'image.register': (p) => images.register(p),
+      'image.list': async () => ({ images: await images.list() }),
+      'image.show': (p) => images.show(p.name),
+      'image.delete': (p) => images.delete(p.name),
+      'kernel.add': (p) => kernels.add(p),
+      'kernel.list': () => ({ kernels: kernels.list() }),
+      'kernel.show': (p) => kernels.show(p.name),
+      'kernel.delete': (p) => kernels.delete(p.name),
+      'daemon.status': () => status(),
+      'daemon.shutdown': () => {
+        setImmediate(() => void stop())
+        return { stopping: true }
+      },
+    }
+    const server = new RpcServer(handlers, log)
+    await server.listen(paths.socketPath)
+    await chmod(paths.socketPath, 0o600)
+    log.info({ socket: paths.socketPath, version: VERSION, tmpDir }, 'listening')
+    return { paths, config, log, swept, status, stop, stopped }
+  } catch (err) {
+    store?.close()
+    await releasePidFile(pidFile)
+    throw err
+  }
+}
+
+/** Pid files this process holds (in-process daemons in tests share one pid). */
+const heldPidFiles = new Set<string>()
+
+/** One daemon per state dir: a pid file, taken over when its owner is gone. */
+async function claimPidFile(path: string): Promise<void> {
+  if (heldPidFiles.has(path)) {
+    throw new RpcError(
+      ERROR_CODES.DAEMON_RUNNING,
+      `another bangerd in this process already uses state dir ${dirname(path)}`,
+      { hint: 'Stop it first.' },
+    )
+  }
+  await takePidFile(path)
+  heldPidFiles.add(path)
+}
+
+async function releasePidFile(path: string): Promise<void> {
+  heldPidFiles.delete(path)
+  await unlink(path).catch(() => undefined)
+}
+
+async function takePidFile(path: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(path, 'wx', 0o600)
+      await fh.writeFile(`${process.pid}\n`)
+      await fh.close()
+      return
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
+    const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim())
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      throw new RpcError(
+        ERROR_CODES.DAEMON_RUNNING,
+        `another bangerd (pid ${pid}) already uses state dir ${dirname(path)}`,
+        { hint: 'Stop it with `banger daemon stop`, or point BANGER_STATE_DIR elsewhere.' },
+      )
+    }
+    await unlink(path).catch(() => undefined) // stale: its owner died without cleaning up
+  }
+  throw new RpcError(ERROR_CODES.DAEMON_RUNNING, `could not claim pid file ${path}`, {
+    hint: 'Another bangerd is starting at the same time; try again.',
+  })
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Fail when a live daemon answers on the socket; remove a stale socket file. */
+async function claimSocket(path: string): Promise<void> {
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = createConnection({ path })
+    probe.once('connect', () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.once('error', () => resolve(false))
+  })
+  if (live) {
+    throw new RpcError(ERROR_CODES.DAEMON_RUNNING, `a daemon already listens on ${path}`, {
+      hint: 'Use it, or stop it first with `banger daemon stop`.',
+    })
+  }
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+  })
+}

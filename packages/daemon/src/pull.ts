@@ -1,0 +1,191 @@
+import { createReadStream } from 'node:fs'
+import { mkdir, mkdtemp } from 'node:fs/promises'
+import { join } from 'node:path'
+import { buildExt4, planExt4Size } from '@banger/ext4-build'
+import { injectGuest } from '@banger/guest-inject'
+import { flattenToDirectory, type LayerInput } from '@banger/layer-flatten'
+import { applyOwnership } from '@banger/ownership'
+import {
+  RegistryClient,
+  formatPlatform,
+  formatReference,
+  parseReference,
+  type PullSession,
+} from '@banger/registry-client'
+import type { BangerConfig } from './config.js'
+import { removeAll } from './files.js'
+import {
+  TMP_TREE_PREFIX,
+  type ParsedReference,
+  type PullJob,
+  type PullOutcome,
+  type PullPipeline,
+} from './pipeline.js'
+import { RpcError } from './rpc/index.js'
+
+const GiB = 1024 ** 3
+
+export interface PullPipelineOptions {
+  cacheDir: string
+  config: BangerConfig
+  /** Parallel blob downloads per pull; default 3. */
+  concurrency?: number
+}
+
+/**
+ * The real pipeline: registry-client → layer-flatten (overlapping the downloads) →
+ * ext4-build → ownership → guest-inject. The flattened tree lives in a temporary directory
+ * under `job.tmpDir` (never the state dir) and is removed as soon as the ext4 image is built,
+ * and on every failure.
+ */
+export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
+  const clients = new Map<string, RegistryClient>()
+  // One client per extra insecure host; blob downloads are shared process-wide anyway.
+  const clientFor = (registry: string, insecure: boolean): RegistryClient => {
+    const key = insecure ? registry : ''
+    let client = clients.get(key)
+    if (!client) {
+      client = new RegistryClient({
+        cacheDir: options.cacheDir,
+        mirrors: options.config.mirrors,
+        insecureRegistries: [...options.config.insecureRegistries, ...(insecure ? [registry] : [])],
+        concurrency: options.concurrency ?? 3,
+      })
+      clients.set(key, client)
+    }
+    return client
+  }
+
+  return {
+    parseReference: (input) => parseReference(input),
+    formatReference: (ref) => formatReference(ref),
+    async run(job: PullJob): Promise<PullOutcome> {
+      const { signal, onProgress, log } = job
+      const ref = parseReference(job.ref)
+      const client = clientFor(ref.registry, job.insecure)
+      const tree = await mkdtemp(join(job.tmpDir, `${TMP_TREE_PREFIX}${process.pid}-`))
+      try {
+        let sizes: number[] = []
+        const session: PullSession = await client.pull(ref, {
+          platform: job.platform,
+          signal,
+          onProgress: (event) => {
+            if (event.type === 'resolved') {
+              sizes = event.layers.map((l) => l.size)
+              onProgress({ type: 'stage', stage: 'download' })
+              event.layers.forEach((l, index) =>
+                onProgress({
+                  type: 'layer',
+                  index,
+                  digest: l.digest,
+                  bytes: 0,
+                  total: l.size,
+                  cached: false,
+                  done: false,
+                }),
+              )
+            } else if (event.type === 'layer-progress') {
+              onProgress({
+                type: 'layer',
+                index: event.index,
+                digest: event.digest,
+                bytes: event.bytes,
+                total: event.total,
+                cached: false,
+                done: false,
+              })
+            } else {
+              const total = sizes[event.index] ?? 0
+              onProgress({
+                type: 'layer',
+                index: event.index,
+                digest: event.digest,
+                bytes: total,
+                total,
+                cached: event.cached,
+                done: true,
+              })
+            }
+          },
+        })
+        log.info(
+          { manifestDigest: session.manifestDigest, layers: session.layers.length },
+          'resolved',
+        )
+
+        // Flatten each layer as soon as it is in the cache, while later ones download.
+        let flattenStarted = false
+        async function* layers(): AsyncGenerator<LayerInput> {
+          for await (const layer of session.cachedLayers()) {
+            if (!flattenStarted) {
+              flattenStarted = true
+              onProgress({ type: 'stage', stage: 'flatten' })
+            }
+            yield {
+              open: () => createReadStream(layer.path),
+              diffId: layer.diffId,
+              mediaType: layer.descriptor.mediaType,
+              name: layer.descriptor.digest,
+            }
+          }
+        }
+        const rootDir = join(tree, 'rootfs')
+        await mkdir(rootDir)
+        const [flat] = await Promise.all([
+          flattenToDirectory(layers(), rootDir, { signal }),
+          session.done,
+        ])
+        log.info({ totals: flat.totals }, 'flattened')
+
+        const plan = planExt4Size(flat.totals, { headroom: 1.25, minBytes: GiB })
+        let sizeBytes = plan.sizeBytes
+        if (job.sizeBytes !== undefined) {
+          sizeBytes = Math.ceil(job.sizeBytes / 4096) * 4096
+          if (sizeBytes < flat.totals.bytes) {
+            throw new RpcError(
+              'E_SIZE_TOO_SMALL',
+              `size ${job.sizeBytes} bytes is smaller than the image's ${flat.totals.bytes} bytes of files`,
+              {
+                hint: `Drop --size for the automatic size (${plan.sizeBytes} bytes), or give more.`,
+              },
+            )
+          }
+        }
+        onProgress({ type: 'stage', stage: 'build' })
+        const image = await buildExt4({
+          tree: rootDir,
+          output: job.rootfsPath,
+          sizeBytes,
+          inodes: plan.inodes,
+          label: 'rootfs',
+          signal,
+        })
+        // The tree is no longer needed: free its space before the slower steps.
+        await removeAll(tree)
+
+        onProgress({ type: 'stage', stage: 'ownership' })
+        await applyOwnership(job.rootfsPath, flat.entries, { signal })
+
+        onProgress({ type: 'stage', stage: 'inject' })
+        const injected = await injectGuest(job.rootfsPath, {
+          authorizedKeys: job.authorizedKeys,
+          hostname: job.hostname,
+          signal,
+        })
+        for (const problem of injected.inspection.problems) {
+          onProgress({ type: 'warning', code: problem.code, message: problem.message })
+        }
+        return {
+          manifestDigest: session.manifestDigest,
+          platform: formatPlatform(session.platform),
+          sizeBytes: image.sizeBytes,
+          injectedFiles: injected.written,
+        }
+      } finally {
+        await removeAll(tree)
+      }
+    },
+  }
+}
+
+export type { ParsedReference }
