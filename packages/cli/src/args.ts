@@ -299,11 +299,15 @@ export async function parseArgs(args: string[], opts: ParseOptions): Promise<Par
   const found: { command?: Command } = {}
   const debug = args.includes('--debug')
   const parser = buildParser(args, opts, found)
-  const { error, output } = await new Promise<{ error?: Error; output: string }>((done) => {
-    void parser.parse(args, {}, (err: Error | undefined, _argv: unknown, output: string) => {
-      done({ error: err ?? undefined, output })
-    })
+  // yargs may call back more than once (a completion request answers on the second call), and
+  // with synchronous handlers it does so before parse() returns; collect every call.
+  let error: Error | undefined
+  let output = ''
+  await parser.parse(args, {}, (err: Error | undefined | null, _argv: unknown, out: string) => {
+    error ??= err ?? undefined
+    if (out) output += (output && !output.endsWith('\n') ? '\n' : '') + out
   })
+  await new Promise((r) => setImmediate(r))
   if (error) {
     if (error instanceof CliError) throw error
     throw usageError(

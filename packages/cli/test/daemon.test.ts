@@ -1,0 +1,96 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { testUser } from '@banger/test-support'
+import { describe, expect, it } from 'vitest'
+import { bangerHome, errorLines, isAlive } from './helpers.js'
+
+// The real `banger` binary, run as the unprivileged test user, against a real bangerd that it
+// starts itself. Each test has its own state dir and socket, and stops its daemon at the end.
+
+describe('banger daemon start|stop|status', () => {
+  it('reports a stopped daemon, autostarts one, and stops it', async () => {
+    const home = bangerHome()
+    const before = await home.banger('daemon', 'status')
+    expect(before.code).toBe(3)
+    expect(before.stdout).toBe(`bangerd is not running (no daemon on ${home.socketPath})\n`)
+    expect(existsSync(home.socketPath)).toBe(false)
+
+    // Any command that needs the daemon starts it.
+    const list = await home.banger('image', 'list', '--json')
+    expect(list.stderr).toBe('')
+    expect(list.code).toBe(0)
+    expect(JSON.parse(list.stdout)).toEqual({ images: [] })
+
+    const status = await home.banger('daemon', 'status', '--json')
+    expect(status.code).toBe(0)
+    const st = JSON.parse(status.stdout) as { pid: number; socketPath: string; stateDir: string }
+    expect(st.socketPath).toBe(home.socketPath)
+    expect(st.stateDir).toBe(home.stateDir)
+    expect(isAlive(st.pid)).toBe(true)
+    // It runs as the unprivileged user, in its own session (a Ctrl-C at the terminal misses it).
+    const procStatus = readFileSync(`/proc/${st.pid}/status`, 'utf8')
+    expect(procStatus).toMatch(new RegExp(`^Uid:\\s+${testUser().uid}\\s`, 'm'))
+    const stat = readFileSync(`/proc/${st.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    expect(Number(stat[2])).toBe(st.pid) // process group id == its own pid: detached
+
+    const human = await home.banger('daemon', 'status')
+    expect(human.stdout).toMatch(new RegExp(`^bangerd is running \\(pid ${st.pid}\\)\\n`))
+    expect(human.stdout).toMatch(/^images\s+0$/m)
+
+    const again = await home.banger('daemon', 'start')
+    expect(again.code).toBe(0)
+    expect(again.stdout).toBe(`bangerd is already running (pid ${st.pid})\n`)
+
+    const stop = await home.banger('daemon', 'stop')
+    expect(stop.stdout).toBe(`bangerd stopped (pid ${st.pid})\n`)
+    expect(stop.code).toBe(0)
+    expect(isAlive(st.pid)).toBe(false)
+    expect((await home.banger('daemon', 'status')).code).toBe(3)
+    const stopAgain = await home.banger('daemon', 'stop')
+    expect(stopAgain).toMatchObject({ code: 0, stdout: 'bangerd is not running\n' })
+  })
+
+  it('daemon start starts it explicitly, logging to the state dir', async () => {
+    const home = bangerHome()
+    const start = await home.banger('daemon', 'start')
+    expect(start.code).toBe(0)
+    const m = /^bangerd started \(pid (\d+), log (.+)\)\n$/.exec(start.stdout)
+    expect(m, start.stdout + start.stderr).not.toBeNull()
+    expect(m![2]).toBe(home.logPath)
+    expect(existsSync(home.logPath)).toBe(true)
+    expect(isAlive(Number(m![1]))).toBe(true)
+  })
+
+  it('starts one daemon when two commands race to start it', async () => {
+    const home = bangerHome()
+    const [a, b] = await Promise.all([
+      home.banger('kernel', 'list', '--json'),
+      home.banger('image', 'list', '--json'),
+    ])
+    expect([a.code, a.stderr, b.code, b.stderr]).toEqual([0, '', 0, ''])
+    const st = JSON.parse((await home.banger('daemon', 'status', '--json')).stdout) as {
+      pid: number
+    }
+    await sleep(300) // a losing daemon would exit now
+    const pids = (await import('node:child_process'))
+      .execFileSync('pgrep', ['-u', String(testUser().uid), '-f', 'bangerd'], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)
+      .filter((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').includes(home.socketPath))
+    expect(pids).toEqual([st.pid])
+  })
+
+  it('names the log file when bangerd cannot start', async () => {
+    // A socket path the daemon cannot create: it exits, and the CLI says where to look.
+    const home = bangerHome({ BANGER_SOCKET: '/proc/banger-no/bangerd.sock' })
+    const res = await home.banger('image', 'list')
+    expect(res.code).toBe(1)
+    const { message, hint } = errorLines(res.stderr)
+    expect(message).toMatch(
+      /^bangerd exited with code \d+ before it answered on \/proc\/banger-no\/bangerd\.sock; see /,
+    )
+    expect(message).toContain(home.logPath)
+    expect(hint).toContain(home.logPath)
+  })
+})
