@@ -1,0 +1,15 @@
+export {
+  allowedAdditions,
+  compareTrees,
+  formatDifferences,
+  hardlinkGroups,
+  type CompareOptions,
+  type Difference,
+  type EntryType,
+  type Tree,
+  type TreeEntry,
+} from './tree.js'
+export { readXattrs, sha256File, splitDev, walkDirectory } from './walk-dir.js'
+export { walkExt4 } from './walk-ext4.js'
+export { loopMountUnavailable, mountReadOnly, type Mounted } from './mount.js'
+export { umociUnpack, type Unpacked } from './unpack.js'
