@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { open, rename, unlink } from 'node:fs/promises'
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { DockerCredentials, defaultDockerConfigPath } from './auth.js'
 import { OciCache, sha256, type IndexEntry } from './cache.js'
 import {
@@ -418,7 +418,7 @@ export class RegistryClient {
     endpoint: Endpoint,
     ref: ImageReference,
     desc: LayerDescriptor,
-    fh: import('node:fs/promises').FileHandle,
+    fh: FileHandle,
     signal: AbortSignal,
     onBytes: (bytes: number) => void,
   ): Promise<void> {

@@ -49,6 +49,7 @@ export function header(res: Response, name: string): string | undefined {
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined, err?: unknown): void {
+  // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrow the caller's own abort reason, as fetch does
   if (signal?.aborted) throw signal.reason
   if (err !== undefined) throw err
 }

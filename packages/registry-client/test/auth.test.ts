@@ -101,15 +101,13 @@ describe('bearer token flow', () => {
     const tokenService = await listen((_req, res) => {
       res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"no"}')
     })
-    const gate = await listen((req, res) => {
+    const gate = await listen((_req, res) => {
       res
         .writeHead(401, {
           'www-authenticate': `Bearer realm="http://${tokenService.host}/token",service="x"`,
         })
         .end()
-      void req
     })
-    void fake
     await expect(client(await tempCache()).resolve(`${gate.host}/app:1`)).rejects.toMatchObject({
       code: 'E_AUTH',
       message: expect.stringContaining('token service') as string,

@@ -1,8 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { RegistryClient, type PullSession } from '../src/index.js'
-import { fakeImage, listen, sendThenReset, serveRange, sha, startFake } from './fake-registry.js'
+import { fakeImage, sendThenReset, sha, startFake } from './fake-registry.js'
 import { cachedBlobs, hashFile, quickRetry, tempCache, tempFiles } from './helpers.js'
 
 function client(
