@@ -153,6 +153,16 @@ export class ImageService {
     if (joined) return joined
     this.#assertNameFree(name)
     const kernel = await this.o.kernels.resolve(params)
+    const authorizedKeys = await this.#authorizedKeys()
+    if (authorizedKeys.length === 0) {
+      throw new RpcError(
+        ERROR_CODES.NO_AUTHORIZED_KEYS,
+        'no SSH public key found for the image: ~/.ssh/id_ed25519.pub and ~/.ssh/id_rsa.pub are missing and the config has no authorizedKeys',
+        {
+          hint: 'Create a key with `ssh-keygen -t ed25519`, or list public keys under "authorizedKeys" in the banger config file.',
+        },
+      )
+    }
     if (this.#closing) throw shuttingDown()
     // Another identical request may have started while the kernel resolved.
     const joinedLate = this.#join(name, key, ctx)
@@ -184,6 +194,7 @@ export class ImageService {
           insecure: params.insecure === true,
           ...(sizeBytes !== undefined ? { sizeBytes } : {}),
           kernel,
+          authorizedKeys,
           signal: controller.signal,
           onProgress: broadcast,
         }),
@@ -251,6 +262,7 @@ export class ImageService {
     insecure: boolean
     sizeBytes?: number
     kernel: ResolvedKernel
+    authorizedKeys: string[]
     signal: AbortSignal
     onProgress: (event: PullEvent) => void
   }): Promise<ImageRecord> {
@@ -264,15 +276,6 @@ export class ImageService {
     try {
       p.onProgress({ type: 'stage', stage: 'resolve' })
       await mkdir(staging, { recursive: true, mode: 0o700 })
-      const authorizedKeys = await this.#authorizedKeys()
-      if (authorizedKeys.length === 0) {
-        p.onProgress({
-          type: 'warning',
-          code: 'W_NO_SSH_KEY',
-          message:
-            'no SSH public key found (~/.ssh/id_ed25519.pub, ~/.ssh/id_rsa.pub or config authorizedKeys): the image will accept no SSH login',
-        })
-      }
       log.info({ platform: p.platform }, 'pull started')
       const outcome = await this.o.pipeline.run({
         ref: p.ref,
@@ -282,7 +285,7 @@ export class ImageService {
         ...(p.sizeBytes !== undefined ? { sizeBytes: p.sizeBytes } : {}),
         rootfsPath: join(staging, 'rootfs.ext4'),
         tmpDir: this.o.tmpDir,
-        authorizedKeys,
+        authorizedKeys: p.authorizedKeys,
         hostname: hostnameFor(p.name),
         signal: p.signal,
         onProgress: p.onProgress,

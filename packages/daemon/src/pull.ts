@@ -21,7 +21,6 @@ import {
   type PullOutcome,
   type PullPipeline,
 } from './pipeline.js'
-import { RpcError } from './rpc/index.js'
 
 const GiB = 1024 ** 3
 
@@ -138,19 +137,9 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
         log.info({ totals: flat.totals }, 'flattened')
 
         const plan = planExt4Size(flat.totals, { headroom: 1.25, minBytes: GiB })
-        let sizeBytes = plan.sizeBytes
-        if (job.sizeBytes !== undefined) {
-          sizeBytes = Math.ceil(job.sizeBytes / 4096) * 4096
-          if (sizeBytes < flat.totals.bytes) {
-            throw new RpcError(
-              'E_SIZE_TOO_SMALL',
-              `size ${job.sizeBytes} bytes is smaller than the image's ${flat.totals.bytes} bytes of files`,
-              {
-                hint: `Drop --size for the automatic size (${plan.sizeBytes} bytes), or give more.`,
-              },
-            )
-          }
-        }
+        // An explicit size too small for the tree is rejected by buildExt4 (E_SIZE_TOO_SMALL).
+        const sizeBytes =
+          job.sizeBytes !== undefined ? Math.ceil(job.sizeBytes / 4096) * 4096 : plan.sizeBytes
         onProgress({ type: 'stage', stage: 'build' })
         const image = await buildExt4({
           tree: rootDir,

@@ -5,7 +5,14 @@ import Database from 'better-sqlite3'
 import { describe, expect, it } from 'vitest'
 import { startDaemon } from '../src/index.js'
 import { connectDaemon, type PullProgress } from '../src/rpc/index.js'
-import { fakeKernel, fakePipeline, makeDirs, startTestDaemon, waitFor } from './helpers.js'
+import {
+  TEST_KEY,
+  fakeKernel,
+  fakePipeline,
+  makeDirs,
+  startTestDaemon,
+  waitFor,
+} from './helpers.js'
 
 const containing = (s: string): string => expect.stringContaining(s) as string
 const matching = (r: RegExp): string => expect.stringMatching(r) as string
@@ -272,8 +279,6 @@ describe('image.pull bookkeeping (fake pipeline)', () => {
   it('publishes an image: record, files, progress, default name', async () => {
     const pipeline = fakePipeline()
     const { dirs, client } = await startTestDaemon({ pipeline })
-    mkdirSync(join(dirs.home, '.ssh'), { recursive: true })
-    writeFileSync(join(dirs.home, '.ssh', 'id_ed25519.pub'), 'ssh-ed25519 AAAA me@host\n')
     const kernelPath = fakeKernel(dirs)
     const events: PullProgress[] = []
     const rec = await client.call(
@@ -294,7 +299,7 @@ describe('image.pull bookkeeping (fake pipeline)', () => {
     expect(rec.kernel?.kernelPath).toBe(join(rec.dir!, 'vmlinuz'))
     expect(existsSync(rec.kernel!.kernelPath)).toBe(true)
     expect(readdirSync(join(dirs.stateDir, 'images'))).toEqual([rec.id])
-    expect(pipeline.calls[0]?.authorizedKeys).toEqual(['ssh-ed25519 AAAA me@host'])
+    expect(pipeline.calls[0]?.authorizedKeys).toEqual([TEST_KEY])
     expect(pipeline.calls[0]?.hostname).toBe('debian-bookworm')
     expect(pipeline.calls[0]?.tmpDir).toBe(dirs.tmpDir)
     const stages = events.flatMap((e) => (e.type === 'stage' ? [e.stage] : []))
@@ -310,17 +315,28 @@ describe('image.pull bookkeeping (fake pipeline)', () => {
     expect(existsSync(rec.dir!)).toBe(false)
   })
 
-  it('warns when no SSH key is found', async () => {
-    const { dirs, client } = await startTestDaemon()
-    const events: PullProgress[] = []
-    await client.call(
-      'image.pull',
-      { ref: '127.0.0.1:5000/a:1', kernelPath: fakeKernel(dirs) },
-      { onProgress: (p) => events.push(p) },
-    )
-    expect(events).toContainEqual(
-      expect.objectContaining({ type: 'warning', code: 'W_NO_SSH_KEY' }),
-    )
+  it('refuses a pull with no SSH key before downloading; config keys count', async () => {
+    const pipeline = fakePipeline()
+    const dirs = makeDirs()
+    const { client } = await startTestDaemon({ dirs, pipeline, sshKey: false })
+    const ref = '127.0.0.1:5000/a:1'
+    const kernelPath = fakeKernel(dirs)
+    const err = await client.call('image.pull', { ref, kernelPath }).catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'E_NO_AUTHORIZED_KEYS', hint: containing('ssh-keygen') })
+    expect(pipeline.calls).toHaveLength(0)
+  })
+
+  it('installs config authorizedKeys besides ~/.ssh keys', async () => {
+    const pipeline = fakePipeline()
+    const dirs = makeDirs()
+    const extra = 'ssh-rsa AAAAB3NzaC1yc2E= extra@host'
+    const { client } = await startTestDaemon({
+      dirs,
+      pipeline,
+      config: { authorizedKeys: [extra] },
+    })
+    await client.call('image.pull', { ref: '127.0.0.1:5000/a:1', kernelPath: fakeKernel(dirs) })
+    expect(pipeline.calls[0]?.authorizedKeys).toEqual([TEST_KEY, extra])
   })
 
   it('resolves the kernel: catalog name, default, config default, or E_KERNEL_REQUIRED', async () => {

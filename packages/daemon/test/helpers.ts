@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,6 +6,10 @@ import { formatReference, parseReference } from '@banger/registry-client'
 import { onTestFinished } from 'vitest'
 import { startDaemon, type Daemon, type PullJob, type PullPipeline } from '../src/index.js'
 import { connectDaemon, type DaemonClient } from '../src/rpc/index.js'
+
+/** A well-formed public key (ssh-keygen output; the private half was thrown away). */
+export const TEST_KEY =
+  'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0ZXN0a2V5Zm9yYmFuZ2VyZGFlbW9udGVzdHMxMjM0 test@banger'
 
 export interface TestDirs {
   root: string
@@ -74,9 +78,13 @@ export function fakePipeline(
 
 /** Start an in-process daemon on temp dirs; stopped when the test finishes. */
 export async function startTestDaemon(
-  opts: { dirs?: TestDirs; pipeline?: PullPipeline; config?: unknown } = {},
+  opts: { dirs?: TestDirs; pipeline?: PullPipeline; config?: unknown; sshKey?: boolean } = {},
 ): Promise<{ daemon: Daemon; dirs: TestDirs; client: DaemonClient }> {
   const dirs = opts.dirs ?? makeDirs()
+  if (opts.sshKey !== false) {
+    mkdirSync(join(dirs.home, '.ssh'), { recursive: true })
+    writeFileSync(join(dirs.home, '.ssh', 'id_ed25519.pub'), `${TEST_KEY}\n`)
+  }
   if (opts.config !== undefined) writeFileSync(dirs.configPath, JSON.stringify(opts.config))
   const daemon = await startDaemon({
     paths: {

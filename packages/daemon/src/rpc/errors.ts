@@ -37,6 +37,8 @@ export const ERROR_CODES = {
   KERNEL_REQUIRED: 'E_KERNEL_REQUIRED',
   /** A kernel/initrd/modules/rootfs path given does not exist or has the wrong type. */
   FILE_NOT_FOUND: 'E_FILE_NOT_FOUND',
+  /** A pull found no SSH public key to install (none in ~/.ssh, none in the config). */
+  NO_AUTHORIZED_KEYS: 'E_NO_AUTHORIZED_KEYS',
   /** The kernel is still used by an image. */
   KERNEL_IN_USE: 'E_KERNEL_IN_USE',
   /** The pull was cancelled by the client, a disconnect or a daemon shutdown. */
