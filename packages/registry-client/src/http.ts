@@ -48,10 +48,9 @@ export function header(res: Response, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
-export function throwIfAborted(signal: AbortSignal | undefined, err?: unknown): void {
-  // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrow the caller's own abort reason, as fetch does
-  if (signal?.aborted) throw signal.reason
-  if (err !== undefined) throw err
+/** Throws the signal's own reason (as fetch does), so callers see their AbortError. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  signal?.throwIfAborted()
 }
 
 /**

@@ -1,10 +1,14 @@
 import { execFile } from 'node:child_process'
-import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { mkdtemp, rm, unlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import {
+  runAsUser,
+  testUser,
+  userTempDir,
   buildImage,
   pushImage,
   pushIndex,
@@ -259,6 +263,38 @@ describe('pull from a real registry', () => {
     } finally {
       await mirror.stop()
     }
+  })
+})
+
+describe('as the unprivileged user', () => {
+  it('pulls with the built package into a cache the user owns', async () => {
+    const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url))
+    const script = fileURLToPath(new URL('./pull-child.mjs', import.meta.url))
+    const cacheDir = join(userTempDir('banger-rc-user'), 'cache')
+    const { code, stdout, stderr } = await runAsUser(
+      process.execPath,
+      [script, dist, cacheDir, `${registry.host}/multi:oci`],
+      {
+        timeoutMs: 60_000,
+      },
+    )
+    expect(code, stdout + stderr).toBe(0)
+    const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
+      manifestDigest: string
+      paths: string[]
+    }
+    expect(result.paths).toHaveLength(3)
+    const user = testUser()
+    for (const path of result.paths) {
+      expect(statSync(path).uid).toBe(user.uid)
+      expect(await hashFile(path)).toBe(`sha256:${path.split('/').at(-1)}`)
+    }
+    expect(statSync(join(cacheDir, 'index.json')).uid).toBe(user.uid)
+    const { stdout: inspected } = await exec('skopeo', [
+      'inspect',
+      `oci:${cacheDir}:${registry.host}/multi:oci`,
+    ])
+    expect((JSON.parse(inspected) as { Digest: string }).Digest).toBe(result.manifestDigest)
   })
 })
 
