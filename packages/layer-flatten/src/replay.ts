@@ -137,6 +137,8 @@ export class Replay {
       return
     }
     checkEncodable(path, place)
+    // A hardlink's target is resolved before any missing parent is created for the link.
+    const linkTo = entry.type === 'link' ? await this.linkTarget(entry, parts, layer, place) : null
     const parent = (await this.walkDir(parts.slice(0, -1), path, layer, place, true))!
     const name = base!
     const existing = parent.children!.get(name)
@@ -160,8 +162,8 @@ export class Replay {
       return
     }
 
-    if (entry.type === 'link') {
-      return this.hardlink(entry, parts, parent, existing, layer, place)
+    if (linkTo || entry.type === 'link') {
+      return this.hardlink(linkTo!, parts, parent, existing, layer, place)
     }
 
     if (existing) await this.remove(existing)
@@ -210,15 +212,14 @@ export class Replay {
     }
   }
 
-  private async hardlink(
+  private async linkTarget(
     entry: LayerEntry,
     parts: string[],
-    parent: TreeNode,
-    existing: TreeNode | undefined,
     layer: number,
     place: ErrorPlace,
-  ): Promise<void> {
+  ): Promise<{ node: TreeNode; parts: string[] }> {
     const path = toImagePath(parts)
+    await this.walkDir(parts.slice(0, -1), path, layer, place, false)
     const rawTarget = entry.linkName ?? ''
     let targetParts: string[]
     try {
@@ -228,12 +229,26 @@ export class Replay {
     }
     const targetPath = toImagePath(targetParts)
     const dir = await this.walkDir(targetParts.slice(0, -1), path, layer, place, false)
-    const targetNode =
+    const node =
       targetParts.length === 0 ? this.root : dir?.children!.get(targetParts[targetParts.length - 1]!)
-    if (!targetNode) throw new MissingLinkTargetError(path, targetPath, place)
-    if (targetNode.inode.type === 'directory') {
+    if (!node) throw new MissingLinkTargetError(path, targetPath, place)
+    if (node.inode.type === 'directory') {
       throw new BadHardlinkError(path, targetPath, 'the target is a directory', place)
     }
+    return { node, parts: targetParts }
+  }
+
+  private async hardlink(
+    linkTo: { node: TreeNode; parts: string[] },
+    parts: string[],
+    parent: TreeNode,
+    existing: TreeNode | undefined,
+    layer: number,
+    place: ErrorPlace,
+  ): Promise<void> {
+    const path = toImagePath(parts)
+    const { node: targetNode, parts: targetParts } = linkTo
+    const targetPath = toImagePath(targetParts)
     if (targetNode === existing) {
       existing.layer = layer
       return

@@ -30,17 +30,22 @@ export async function tarLayer(entries: TestEntry[]): Promise<Buffer> {
     const type = e.type ?? 'file'
     const content = e.content === undefined ? undefined : Buffer.from(e.content)
     await new Promise<void>((resolve, reject) => {
+      // tar-stream's pack clamps ids at 6 octal digits: big ones go in PAX, as Go's tar does.
+      const pax: Record<string, string> = { ...e.pax }
+      if ((e.uid ?? 0) > 0o777777) pax.uid = String(e.uid)
+      if ((e.gid ?? 0) > 0o777777) pax.gid = String(e.gid)
       const header = {
         name: e.name,
         type,
-        mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644),
+        // pack() treats mode 0 as unset; a bit outside 0o7777 keeps it truthy and is masked off.
+        mode: e.mode === 0 ? 0o10000 : (e.mode ?? (type === 'directory' ? 0o755 : 0o644)),
         uid: e.uid ?? 0,
         gid: e.gid ?? 0,
         mtime: new Date((e.mtime ?? 1_700_000_000) * 1000),
         linkname: e.linkname,
         devmajor: e.devmajor,
         devminor: e.devminor,
-        pax: e.pax,
+        pax: Object.keys(pax).length ? pax : undefined,
         size: type === 'file' ? (content?.length ?? 0) : 0,
       }
       const cb = (err?: Error | null) => (err ? reject(err) : resolve())
