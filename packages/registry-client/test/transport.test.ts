@@ -135,6 +135,41 @@ describe('transport failures a real registry will not produce on demand', () => 
     expect(Date.now() - started).toBeLessThan(3000)
   })
 
+  it('retries a connection reset before any response, and a 503', async () => {
+    const image = fakeImage([5000])
+    const layer = image.layers[0]!
+    const fake = await startFake({
+      image,
+      blob: (ctx) => {
+        if (ctx.data !== layer || ctx.attempt > 1) return false
+        if (ctx.attempt === 0) ctx.res.socket?.destroy()
+        else ctx.res.writeHead(503).end('busy')
+        return true
+      },
+    })
+    const [path] = await drain(await client(await tempCache()).pull(`${fake.host}/app:1`))
+    expect(await hashFile(path!)).toBe(sha(layer))
+    expect(fake.blobRequests().filter((r) => r.path.endsWith(sha(layer)))).toHaveLength(3)
+  })
+
+  it('gives up after the configured attempts with E_REGISTRY_HTTP naming the status', async () => {
+    const image = fakeImage([5000])
+    const fake = await startFake({
+      image,
+      blob: (ctx) => {
+        ctx.res.writeHead(502, { 'content-type': 'application/json' })
+        ctx.res.end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'backend down' }] }))
+        return true
+      },
+    })
+    const err = await client(await tempCache())
+      .resolve(`${fake.host}/app:1`)
+      .catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'E_REGISTRY_HTTP', status: 502 })
+    expect((err as Error).message).toContain('backend down')
+    expect(fake.blobRequests()).toHaveLength(4) // quickRetry.attempts
+  })
+
   it('retries 503 with backoff', async () => {
     const image = fakeImage([5000])
     const layer = image.layers[0]!
