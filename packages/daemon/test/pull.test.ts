@@ -1,0 +1,291 @@
+// End to end: bangerd (the built dist/bin.js) runs as the unprivileged test user against the
+// harness's real registry, with real mkfs/debugfs/e2fsck underneath.
+import { randomBytes } from 'node:crypto'
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+  rmSync,
+} from 'node:fs'
+import { join } from 'node:path'
+import {
+  buildImage,
+  e2fsck,
+  listImageDir,
+  pushImage,
+  readImageFile,
+  startRegistry,
+  statInode,
+  testUser,
+  type OciImage,
+  type TestRegistry,
+} from '@banger/test-support'
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+import type { PullProgress } from '../src/rpc/index.js'
+import { runDaemonOnce, spawnDaemon, userEnv, type RunningDaemon, type UserEnv } from './spawn.js'
+
+let registry: TestRegistry
+let image: OciImage
+
+const containing = (s: string): string => expect.stringContaining(s) as string
+
+/** A small image: three layers, an owned file, a setuid binary, a whiteout. */
+async function smallImage(marker: string, extraBytes = 0): Promise<OciImage> {
+  return buildImage([
+    (root) => {
+      for (const d of ['etc', 'srv', 'usr/bin', 'root', 'sbin', 'bin'])
+        mkdirSync(join(root, d), { recursive: true })
+      writeFileSync(join(root, 'etc', 'os-release'), 'ID=banger-test\n')
+      writeFileSync(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n')
+      writeFileSync(join(root, 'srv', 'old'), 'to be deleted\n')
+      writeFileSync(join(root, 'srv', 'data'), 'owned\n')
+      chownSync(join(root, 'srv', 'data'), 1234, 1234)
+      chmodSync(join(root, 'srv', 'data'), 0o640)
+    },
+    (root) => {
+      writeFileSync(join(root, 'usr', 'bin', 'tool'), '#!/bin/sh\n')
+      chmodSync(join(root, 'usr', 'bin', 'tool'), 0o4755)
+      writeFileSync(join(root, 'srv', 'marker'), marker)
+      if (extraBytes) writeFileSync(join(root, 'srv', 'blob'), randomBytes(extraBytes))
+    },
+    (root) => {
+      rmSync(join(root, 'srv', 'old'))
+      writeFileSync(join(root, 'srv', 'new.txt'), 'layer three\n')
+    },
+  ])
+}
+
+/** A kernel file readable by the daemon's user: any file works as a kernel path for a record. */
+function fakeKernel(e: UserEnv): string {
+  const path = join(e.root, 'vmlinuz')
+  writeFileSync(path, 'fake kernel\n')
+  chmodSync(path, 0o644)
+  return path
+}
+
+function blobGets(reg: TestRegistry): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const r of reg.requests()) {
+    const m = /\/blobs\/(sha256:[0-9a-f]{64})/.exec(r.path)
+    if (r.method === 'GET' && m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1)
+  }
+  return counts
+}
+
+async function layerDigests(reg: TestRegistry, repo: string, tag: string): Promise<string[]> {
+  const res = await fetch(`${reg.url}/v2/${repo}/manifests/${tag}`, {
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  })
+  const manifest = (await res.json()) as { layers: { digest: string }[] }
+  return manifest.layers.map((l) => l.digest)
+}
+
+function leftovers(e: UserEnv): string[] {
+  const images = join(e.stateDir, 'images')
+  return [
+    ...(existsSync(images) ? readdirSync(images).filter((n) => n.endsWith('.staging')) : []),
+    ...readdirSync(e.tmpDir).filter((n) => n.startsWith('bangerd-pull-')),
+  ]
+}
+
+async function start(e: UserEnv): Promise<RunningDaemon> {
+  const d = await spawnDaemon(e)
+  onTestFinished(async () => {
+    d.client.close()
+    if (d.child.exitCode === null) {
+      d.child.kill('SIGTERM')
+      await d.exited
+    }
+  })
+  return d
+}
+
+beforeAll(async () => {
+  registry = await startRegistry()
+  image = await smallImage('shared')
+  await pushImage(image, registry, 'small:v1')
+})
+
+afterAll(async () => {
+  await registry?.stop()
+})
+
+describe('bangerd pulls as an unprivileged user', () => {
+  it('pulls a multi-layer image into a clean, correct ext4 image; list, show, collision, delete', async () => {
+    const e = userEnv()
+    const { client } = await start(e)
+    await client.call('kernel.add', { name: 'fake', kernelPath: fakeKernel(e), default: true })
+    const ref = `${registry.host}/small:v1`
+    const events: PullProgress[] = []
+    const rec = await client.call('image.pull', { ref }, { onProgress: (p) => events.push(p) })
+
+    expect(rec).toMatchObject({
+      name: 'small-v1',
+      managed: true,
+      status: 'ready',
+      sourceRef: ref,
+      platform: 'linux/amd64',
+      kernel: { name: 'fake' },
+    })
+    expect(rec.manifestDigest).toMatch(/^sha256:[0-9a-f]{64}$/)
+    expect(rec.sizeBytes).toBeGreaterThanOrEqual(1024 ** 3)
+    expect(rec.injectedFiles).toContain('/root/.ssh/authorized_keys')
+    expect(statSync(rec.rootfsPath).size).toBe(rec.sizeBytes)
+    expect(statSync(rec.rootfsPath).uid).toBe(testUser().uid) // built without root
+    expect(existsSync(rec.kernel!.kernelPath)).toBe(true)
+    const stages = events.flatMap((p) => (p.type === 'stage' ? [p.stage] : []))
+    expect(stages).toEqual([
+      'resolve',
+      'download',
+      'flatten',
+      'build',
+      'ownership',
+      'inject',
+      'publish',
+      'done',
+    ])
+    expect(events.filter((p) => p.type === 'layer' && p.done)).toHaveLength(3)
+
+    const fsck = await e2fsck(rec.rootfsPath)
+    expect(fsck.clean, fsck.output).toBe(true)
+    expect((await readImageFile(rec.rootfsPath, '/srv/new.txt')).toString()).toBe('layer three\n')
+    expect(await listImageDir(rec.rootfsPath, '/srv')).not.toContain('old')
+    expect(await statInode(rec.rootfsPath, '/srv/data')).toMatchObject({
+      uid: 1234,
+      gid: 1234,
+      mode: 0o640,
+    })
+    expect((await statInode(rec.rootfsPath, '/usr/bin/tool')).mode).toBe(0o4755)
+    expect(
+      (await readImageFile(rec.rootfsPath, '/root/.ssh/authorized_keys')).toString(),
+    ).toContain(e.publicKey)
+    expect(leftovers(e)).toEqual([])
+
+    expect((await client.call('image.list', {})).images).toEqual([rec])
+    expect(await client.call('image.show', { name: 'small-v1' })).toEqual(rec)
+
+    registry.clearRequests()
+    await expect(client.call('image.pull', { ref })).rejects.toMatchObject({
+      code: 'E_NAME_TAKEN',
+      hint: containing('--name'),
+    })
+    expect(blobGets(registry).size).toBe(0) // rejected before any download
+
+    expect(await client.call('image.delete', { name: 'small-v1' })).toEqual({ deleted: 'small-v1' })
+    expect(existsSync(rec.dir!)).toBe(false)
+    expect(readdirSync(join(e.stateDir, 'images'))).toEqual([])
+  })
+
+  it('refuses a pull without any kernel before downloading', async () => {
+    const e = userEnv()
+    const { client } = await start(e)
+    registry.clearRequests()
+    await expect(
+      client.call('image.pull', { ref: `${registry.host}/small:v1` }),
+    ).rejects.toMatchObject({
+      code: 'E_KERNEL_REQUIRED',
+      hint: containing('banger kernel add'),
+    })
+    expect(registry.requests()).toEqual([])
+  })
+
+  it('a failed pull (unknown tag) leaves no staging dir, temp tree or record', async () => {
+    const e = userEnv()
+    const { client } = await start(e)
+    const err = await client
+      .call('image.pull', { ref: `${registry.host}/small:nope`, kernelPath: fakeKernel(e) })
+      .catch((x: unknown) => x)
+    expect(err).toMatchObject({ code: 'E_MANIFEST_UNKNOWN' })
+    expect(leftovers(e)).toEqual([])
+    expect(readdirSync(join(e.stateDir, 'images'))).toEqual([])
+    expect((await client.call('image.list', {})).images).toEqual([])
+  })
+
+  it('concurrent pulls of one reference download each blob once', async () => {
+    const e = userEnv()
+    const { client } = await start(e)
+    const fresh = await smallImage(`concurrent-${Date.now()}`)
+    const ref = await pushImage(fresh, registry, 'conc:v1')
+    const kernelPath = fakeKernel(e)
+    registry.clearRequests()
+    const [a, b] = await Promise.all([
+      client.call('image.pull', { ref, kernelPath }),
+      client.call('image.pull', { ref, kernelPath }),
+    ])
+    expect(a).toEqual(b) // same name and ref: the second joined the first
+    const gets = blobGets(registry)
+    expect(gets.size).toBe(4) // config + 3 layers
+    expect([...gets.values()]).toEqual([1, 1, 1, 1])
+
+    // Different names pull separately but share the blob downloads (registry-client in-flight).
+    const again = await smallImage(`concurrent-2-${Date.now()}`)
+    const ref2 = await pushImage(again, registry, 'conc:v2')
+    const layers = await layerDigests(registry, 'conc', 'v2')
+    registry.clearRequests()
+    const [c, d] = await Promise.all([
+      client.call('image.pull', { ref: ref2, kernelPath, name: 'conc-c' }),
+      client.call('image.pull', { ref: ref2, kernelPath, name: 'conc-d' }),
+    ])
+    expect(c.manifestDigest).toBe(d.manifestDigest)
+    const gets2 = blobGets(registry)
+    expect(layers.map((l) => gets2.get(l))).toEqual([1, 1, 1])
+    for (const r of [a, c, d]) expect((await e2fsck(r.rootfsPath)).clean).toBe(true)
+  })
+
+  it('SIGKILL mid-pull, restart: nothing is left behind and the re-pull succeeds', async () => {
+    const e = userEnv()
+    const big = await smallImage('killed', 24 * 1024 * 1024)
+    const ref = await pushImage(big, registry, 'killme:v1')
+    const kernelPath = fakeKernel(e)
+    const first = await spawnDaemon(e)
+    let killedAt: string | undefined
+    const pull = first.client.call(
+      'image.pull',
+      { ref, kernelPath },
+      {
+        onProgress: (p) => {
+          if (!killedAt && p.type === 'stage' && p.stage === 'download') {
+            killedAt = p.stage
+            first.child.kill('SIGKILL')
+          }
+        },
+      },
+    )
+    await expect(pull).rejects.toMatchObject({ code: 'E_DAEMON_UNAVAILABLE' })
+    await first.exited
+    expect(killedAt).toBe('download')
+    // The crash left its staging dir (and maybe a temp tree) behind …
+    expect(readdirSync(join(e.stateDir, 'images')).some((n) => n.endsWith('.staging'))).toBe(true)
+    // … and the stale socket file: the next daemon replaces it.
+    const { client } = await start(e)
+    expect(leftovers(e)).toEqual([])
+    expect(readdirSync(join(e.stateDir, 'images'))).toEqual([])
+    expect((await client.call('image.list', {})).images).toEqual([])
+    const rec = await client.call('image.pull', { ref, kernelPath })
+    expect(rec.status).toBe('ready')
+    expect((await e2fsck(rec.rootfsPath)).clean).toBe(true)
+    await expect(readImageFile(rec.rootfsPath, '/srv/marker')).resolves.toEqual(
+      Buffer.from('killed'),
+    )
+  })
+
+  it('a second daemon on the same socket fails clearly; SIGTERM stops cleanly', async () => {
+    const e = userEnv()
+    const d = await spawnDaemon(e)
+    const second = await runDaemonOnce(e)
+    expect(second.code).toBe(1)
+    expect(second.stderr).toMatch(/^bangerd: a(nother)? (bangerd|daemon) .*already/m)
+    expect(second.stderr.trim().split('\n')).toHaveLength(2) // message + hint, no stack
+    d.client.close()
+    d.child.kill('SIGTERM')
+    expect(await d.exited).toBe(0)
+    expect(existsSync(e.socketPath)).toBe(false)
+    expect(existsSync(join(e.stateDir, 'bangerd.pid'))).toBe(false)
+    const log = join(e.stateDir, 'logs', 'bangerd.log')
+    expect(statSync(log).mode & 0o077).toBe(0)
+  })
+})
