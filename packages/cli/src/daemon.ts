@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs'
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -72,9 +72,11 @@ async function startDaemon(paths: BangerPaths, opts: StartOptions): Promise<Conn
   const logPath = daemonLogPath(paths)
   const startHint = `read ${logPath}, fix what it reports, then run the command again`
   let logFd: number
+  let logStart: number
   try {
     mkdirSync(paths.logsDir, { recursive: true, mode: 0o700 })
     logFd = openSync(logPath, 'a', 0o600)
+    logStart = fstatSync(logFd).size
   } catch (err) {
     throw new CliError(
       'E_DAEMON_START',
@@ -105,12 +107,14 @@ async function startDaemon(paths: BangerPaths, opts: StartOptions): Promise<Conn
       // the socket answers all the same.
       if (client)
         return child.pid === undefined || exited ? { client } : { client, startedPid: child.pid }
-      if (exited)
+      if (exited) {
+        const said = lastLogLine(logPath, logStart)
         throw new CliError(
           'E_DAEMON_START',
-          `bangerd ${exited} before it answered on ${paths.socketPath}; see ${logPath}`,
+          `bangerd ${exited} before it answered on ${paths.socketPath}${said ? ` (${said})` : ''}; see ${logPath}`,
           startHint,
         )
+      }
       if (Date.now() > deadline) {
         child.kill('SIGTERM')
         throw new CliError(
@@ -124,6 +128,35 @@ async function startDaemon(paths: BangerPaths, opts: StartOptions): Promise<Conn
   } finally {
     child.unref()
   }
+}
+
+/**
+ * The last thing the daemon wrote to its log since `from`: a plain stderr line as is, a pino JSON
+ * line as its `msg` (and `err.message`). Cut to 200 characters; undefined when there is none.
+ */
+export function lastLogLine(logPath: string, from: number): string | undefined {
+  let text: string
+  try {
+    text = readFileSync(logPath).subarray(from).toString('utf8')
+  } catch {
+    return undefined
+  }
+  const line = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .at(-1)
+  if (!line) return undefined
+  let said = line
+  if (line.startsWith('{')) {
+    try {
+      const rec = JSON.parse(line) as { msg?: unknown; err?: { message?: unknown } }
+      said = [rec.msg, rec.err?.message].filter((x) => typeof x === 'string' && x).join(': ')
+    } catch {
+      // not JSON after all: show it as it is
+    }
+  }
+  return said.length > 200 ? said.slice(0, 199) + '…' : said || undefined
 }
 
 /**

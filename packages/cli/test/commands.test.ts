@@ -24,18 +24,16 @@ describe('banger kernel add|list|show|rm', () => {
     expect(add).toMatchObject({ code: 0, stdout: 'added kernel k1 (default)\n' })
     const add2 = await home.banger('kernel', 'add', 'k2', '--kernel-path', kernel, '--json')
     expect(add2.code).toBe(0)
-    expect(JSON.parse(add2.stdout)).toMatchObject({
-      name: 'k2',
-      kernelPath: kernel,
-      isDefault: false,
-    })
+    // The daemon keeps its own copy of the files; that it found 'vmlinuz' at all (its cwd is /)
+    // shows the CLI sent an absolute path.
+    expect(JSON.parse(add2.stdout)).toMatchObject({ name: 'k2', isDefault: false })
 
     const list = await home.banger('kernel', 'list')
     const lines = list.stdout.trimEnd().split('\n')
     expect(lines[0]).toMatch(/^NAME\s+DEFAULT\s+KERNEL\s+INITRD\s+MODULES$/)
     expect(lines.slice(1).sort()).toEqual([
-      expect.stringMatching(new RegExp(`^k1\\s+\\*\\s+${kernel}\\s+${initrd}\\s+-$`)),
-      expect.stringMatching(new RegExp(`^k2\\s+${kernel}\\s+-\\s+-$`)),
+      expect.stringMatching(/^k1\s+\*\s+\/\S+\s+\/\S+\s+-$/),
+      expect.stringMatching(/^k2\s+\/\S+\s+-\s+-$/),
     ])
     const json = JSON.parse((await home.banger('kernel', 'list', '--json')).stdout) as {
       kernels: { name: string }[]
@@ -43,7 +41,8 @@ describe('banger kernel add|list|show|rm', () => {
     expect(json.kernels.map((k) => k.name).sort()).toEqual(['k1', 'k2'])
 
     const show = await home.banger('kernel', 'show', 'k1')
-    expect(show.stdout).toMatch(new RegExp(`^kernel\\s+${kernel}$`, 'm'))
+    expect(show.stdout).toMatch(/^kernel\s+\/\S+$/m)
+    expect(show.stdout).toMatch(/^initrd\s+\/\S+$/m)
     expect(show.stdout).toMatch(/^default\s+yes$/m)
 
     const rm = await home.banger('kernel', 'rm', 'k2')

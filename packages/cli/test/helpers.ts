@@ -1,4 +1,4 @@
-import { chownSync, mkdirSync, writeFileSync } from 'node:fs'
+import { chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { runAsUser, testUser, userTempDir, type RunResult } from '@banger/test-support'
 import { onTestFinished } from 'vitest'
@@ -47,16 +47,9 @@ export function bangerHome(extraEnv: Record<string, string> = {}): BangerHome {
   const banger = (...args: string[]) =>
     runAsUser(process.execPath, [BANGER_BIN, ...args], { env, cwd: dir, timeoutMs: 120_000 })
   onTestFinished(async () => {
-    const status = await banger('daemon', 'status', '--json')
-    if (status.code !== 0) return
-    const { pid } = JSON.parse(status.stdout) as { pid: number }
-    await banger('daemon', 'stop')
-    try {
-      process.kill(pid, 0)
-      process.kill(pid, 'SIGKILL') // `daemon stop` failed; the test that follows will say so
-    } catch {
-      // gone, as it should be
-    }
+    if ((await banger('daemon', 'status')).code === 0) await banger('daemon', 'stop')
+    // Whatever `daemon stop` missed (a daemon that never answered, a crashed stop) is killed.
+    for (const pid of daemonPids(socketPath)) process.kill(pid, 'SIGKILL')
   })
   return {
     dir,
@@ -72,6 +65,27 @@ export function bangerHome(extraEnv: Record<string, string> = {}): BangerHome {
       return path
     },
   }
+}
+
+/** bangerd processes (of any user) whose environment names this socket. */
+export function daemonPids(socketPath: string): number[] {
+  const pids: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8')
+      if (!cmdline.includes('daemon/dist/bin.js')) continue
+      if (
+        readFileSync(`/proc/${name}/environ`, 'utf8')
+          .split('\0')
+          .includes(`BANGER_SOCKET=${socketPath}`)
+      )
+        pids.push(Number(name))
+    } catch {
+      // exited while we looked
+    }
+  }
+  return pids
 }
 
 /** The process is alive (signal 0 succeeds). */
