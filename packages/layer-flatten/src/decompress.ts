@@ -24,9 +24,10 @@ export function detectCompression(head: Buffer, place: ErrorPlace): Compression 
 let zstdBinary: string | null | undefined
 /** The system `zstd`, if on PATH: about 4x faster than fzstd and it caps the window size. */
 export function findZstd(): string | null {
+  // BANGER_FLATTEN_ZSTD=js forces fzstd (tests, benchmarks, machines with a broken zstd).
+  if (process.env.BANGER_FLATTEN_ZSTD === 'js') return null
   if (zstdBinary !== undefined) return zstdBinary
   zstdBinary = null
-  if (process.env.BANGER_FLATTEN_ZSTD === 'js') return null
   for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
     const candidate = join(dir, 'zstd')
     try {
