@@ -22,15 +22,16 @@ export interface StatFacts {
 export function parseStat(lines: string[]): StatFacts | undefined {
   const text = lines.join('\n')
   const head = /Inode:\s*(\d+)\s+Type:\s*(.+?)\s+Mode:\s*([0-7]+)/.exec(text)
-  const owner = /User:\s*(\d+)\s+Group:\s*(\d+)/.exec(text)
+  // debugfs prints ids with %d: 4294967294 shows as -2.
+  const owner = /User:\s*(-?\d+)\s+Group:\s*(-?\d+)/.exec(text)
   const links = /Links:\s*(\d+)/.exec(text)
   if (!head || !owner || !links) return undefined
   const facts: StatFacts = {
     inode: Number(head[1]),
     type: head[2]!,
     mode: parseInt(head[3]!, 8),
-    uid: Number(owner[1]),
-    gid: Number(owner[2]),
+    uid: Number(owner[1]) >>> 0,
+    gid: Number(owner[2]) >>> 0,
     links: Number(links[1]),
     xattrs: [],
   }
