@@ -18,6 +18,7 @@ describe('loadConfig', () => {
       mirrors: {},
       insecureRegistries: [],
       authorizedKeys: [],
+      rootfsCache: true,
     })
   })
 
@@ -28,6 +29,7 @@ describe('loadConfig', () => {
       defaultKernel: 'k1',
       defaultSizeBytes: 2147483648,
       authorizedKeys: ['ssh-ed25519 AAAA x'],
+      rootfsCache: false,
     }
     expect(await loadConfig(file(JSON.stringify(config)))).toEqual(config)
   })

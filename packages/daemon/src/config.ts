@@ -18,6 +18,8 @@ export interface BangerConfig {
   defaultSizeBytes?: number
   /** Extra OpenSSH public key lines installed for root in every pulled image. */
   authorizedKeys: string[]
+  /** Keep built root filesystems for warm re-pulls (default true). */
+  rootfsCache: boolean
 }
 
 const configSchema = z.strictObject({
@@ -35,6 +37,7 @@ const configSchema = z.strictObject({
     .optional(),
   defaultSizeBytes: z.number().int().positive().optional(),
   authorizedKeys: z.array(z.string().min(1)).optional(),
+  rootfsCache: z.boolean().optional(),
 })
 
 /**
@@ -47,7 +50,7 @@ export async function loadConfig(path: string): Promise<BangerConfig> {
     text = await readFile(path, 'utf8')
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      return { mirrors: {}, insecureRegistries: [], authorizedKeys: [] }
+      return { mirrors: {}, insecureRegistries: [], authorizedKeys: [], rootfsCache: true }
     }
     throw err
   }
@@ -69,7 +72,7 @@ export async function loadConfig(path: string): Promise<BangerConfig> {
       ERROR_CODES.CONFIG_INVALID,
       `config file ${path}: ${field}: ${issue?.message ?? 'invalid'}`,
       {
-        hint: 'Allowed fields: mirrors, insecureRegistries, defaultKernel, defaultSizeBytes, authorizedKeys.',
+        hint: 'Allowed fields: mirrors, insecureRegistries, defaultKernel, defaultSizeBytes, authorizedKeys, rootfsCache.',
       },
     )
   }
@@ -78,6 +81,7 @@ export async function loadConfig(path: string): Promise<BangerConfig> {
     mirrors: c.mirrors ?? {},
     insecureRegistries: c.insecureRegistries ?? [],
     authorizedKeys: c.authorizedKeys ?? [],
+    rootfsCache: c.rootfsCache ?? true,
     ...(c.defaultKernel !== undefined ? { defaultKernel: c.defaultKernel } : {}),
     ...(c.defaultSizeBytes !== undefined ? { defaultSizeBytes: c.defaultSizeBytes } : {}),
   }

@@ -22,7 +22,9 @@ export interface StartDaemonOptions {
   /** Environment to resolve paths from (see resolvePaths); default process.env. */
   env?: NodeJS.ProcessEnv
   /** Override single paths after resolution (e.g. `--socket`). */
-  paths?: Partial<Pick<BangerPaths, 'stateDir' | 'cacheDir' | 'socketPath' | 'configPath'>>
+  paths?: Partial<
+    Pick<BangerPaths, 'stateDir' | 'cacheDir' | 'socketPath' | 'configPath' | 'rootfsCacheDir'>
+  >
   /** Base for temporary trees; default `$BANGER_TMPDIR`, else os.tmpdir(). Never the state dir. */
   tmpDir?: string
   /** The stage wiring; default the real one from pull.ts (loaded lazily). */
@@ -67,6 +69,7 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
     BANGER_CACHE_DIR: o.cacheDir ?? resolved.cacheDir,
     BANGER_SOCKET: o.socketPath ?? resolved.socketPath,
     BANGER_CONFIG: o.configPath ?? resolved.configPath,
+    BANGER_ROOTFS_CACHE_DIR: o.rootfsCacheDir ?? (o.cacheDir ? '' : resolved.rootfsCacheDir),
   })
   const tmpDir = options.tmpDir ?? (env.BANGER_TMPDIR || tmpdir())
 
@@ -98,6 +101,7 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
       (await import('./pull.js')).createPullPipeline({
         cacheDir: paths.cacheDir,
         config,
+        ...(config.rootfsCache ? { rootfsCacheDir: paths.rootfsCacheDir } : {}),
       })
     const kernels = new KernelService(store, paths.kernelsDir, config, log)
     const images = new ImageService({
@@ -107,6 +111,7 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
       pipeline,
       imagesDir: paths.imagesDir,
       tmpDir,
+      rootfsCacheDir: paths.rootfsCacheDir,
       log,
       ...(options.home !== undefined ? { home: options.home } : {}),
     })

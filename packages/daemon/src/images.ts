@@ -46,6 +46,8 @@ export interface ImageServiceOptions {
   imagesDir: string
   /** Base for temporary trees, outside the state dir. */
   tmpDir: string
+  /** The warm-pull cache, swept of half-written entries at start. */
+  rootfsCacheDir?: string
   log: Logger
   /** Home directory to read `~/.ssh/*.pub` from; default os.homedir(). */
   home?: string
@@ -399,6 +401,20 @@ export class ImageService {
         tmpEntries = await readdir(this.o.tmpDir)
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+      if (this.o.rootfsCacheDir) {
+        let cached: string[] = []
+        try {
+          cached = await readdir(this.o.rootfsCacheDir)
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+        }
+        for (const entry of cached) {
+          const m = /\.tmp-(\d+)-/.exec(entry)
+          if (!m || Number(m[1]) === process.pid || isAlive(Number(m[1]))) continue
+          await removeAll(join(this.o.rootfsCacheDir, entry))
+          removed.push(join(this.o.rootfsCacheDir, entry))
+        }
       }
       for (const entry of tmpEntries) {
         if (!entry.startsWith(TMP_TREE_PREFIX)) continue

@@ -1,6 +1,8 @@
 import { createReadStream } from 'node:fs'
-import { mkdir, mkdtemp } from 'node:fs/promises'
-import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import { access, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { promisify } from 'node:util'
 import { buildExt4, planExt4Size } from '@banger/ext4-build'
 import { injectGuest } from '@banger/guest-inject'
 import { flattenToDirectory, type LayerInput } from '@banger/layer-flatten'
@@ -23,9 +25,16 @@ import {
 } from './pipeline.js'
 
 const GiB = 1024 ** 3
+const execFileP = promisify(execFile)
 
 export interface PullPipelineOptions {
   cacheDir: string
+  /**
+   * Warm-pull cache: the built rootfs before guest injection, keyed by manifest digest,
+   * platform and requested size. A re-pull (e.g. under a new name) copies it instead of
+   * downloading and flattening again. Absent: no cache.
+   */
+  rootfsCacheDir?: string
   config: BangerConfig
   /** Parallel blob downloads per pull; default 3. */
   concurrency?: number
@@ -62,6 +71,25 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
       const { signal, onProgress, log } = job
       const ref = parseReference(job.ref)
       const client = clientFor(ref.registry, job.insecure)
+      if (options.rootfsCacheDir) {
+        const resolved = await client.resolve(ref, { platform: job.platform, signal })
+        const entry = cacheEntry(options.rootfsCacheDir, resolved.manifestDigest, job)
+        if (await copySparse(entry, job.rootfsPath, signal)) {
+          log.info(
+            { manifestDigest: resolved.manifestDigest, entry },
+            'warm pull: rootfs from cache',
+          )
+          onProgress({ type: 'stage', stage: 'build' })
+          const injectedFiles = await inject(job, job.rootfsPath)
+          const { size } = await stat(job.rootfsPath)
+          return {
+            manifestDigest: resolved.manifestDigest,
+            platform: formatPlatform(resolved.platform),
+            sizeBytes: size,
+            injectedFiles,
+          }
+        }
+      }
       const tree = await mkdtemp(join(job.tmpDir, `${TMP_TREE_PREFIX}${process.pid}-`))
       try {
         let sizes: number[] = []
@@ -155,25 +183,69 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
         onProgress({ type: 'stage', stage: 'ownership' })
         await applyOwnership(job.rootfsPath, flat.entries, { signal })
 
-        onProgress({ type: 'stage', stage: 'inject' })
-        const injected = await injectGuest(job.rootfsPath, {
-          authorizedKeys: job.authorizedKeys,
-          hostname: job.hostname,
-          signal,
-        })
-        for (const problem of injected.inspection.problems) {
-          onProgress({ type: 'warning', code: problem.code, message: problem.message })
+        if (options.rootfsCacheDir) {
+          const entry = cacheEntry(options.rootfsCacheDir, session.manifestDigest, job)
+          await storeInCache(job.rootfsPath, entry, signal).catch((err: unknown) =>
+            log.warn({ err, entry }, 'could not store the rootfs in the warm-pull cache'),
+          )
         }
+        const injectedFiles = await inject(job, job.rootfsPath)
         return {
           manifestDigest: session.manifestDigest,
           platform: formatPlatform(session.platform),
           sizeBytes: image.sizeBytes,
-          injectedFiles: injected.written,
+          injectedFiles,
         }
       } finally {
         await removeAll(tree)
       }
     },
+  }
+}
+
+async function inject(job: PullJob, rootfsPath: string): Promise<string[]> {
+  job.onProgress({ type: 'stage', stage: 'inject' })
+  const injected = await injectGuest(rootfsPath, {
+    authorizedKeys: job.authorizedKeys,
+    hostname: job.hostname,
+    signal: job.signal,
+  })
+  for (const problem of injected.inspection.problems) {
+    job.onProgress({ type: 'warning', code: problem.code, message: problem.message })
+  }
+  return injected.written
+}
+
+/** `<dir>/<manifest hex>-<os_arch[_variant]>-<size|auto>.ext4` */
+function cacheEntry(dir: string, manifestDigest: string, job: PullJob): string {
+  const hex = manifestDigest.split(':')[1] ?? manifestDigest
+  const platform = job.platform.replace(/\//g, '_')
+  return join(dir, `${hex}-${platform}-${job.sizeBytes ?? 'auto'}.ext4`)
+}
+
+/**
+ * Copy keeping holes (and sharing blocks where the filesystem can reflink). Not fs.copyFile:
+ * without reflink support it writes every zero of a sparse 1 GiB image (measured: 33 MiB on
+ * disk becomes 1.1 GiB). Resolves false when `src` does not exist.
+ */
+async function copySparse(src: string, dest: string, signal: AbortSignal): Promise<boolean> {
+  try {
+    await access(src)
+  } catch {
+    return false
+  }
+  await execFileP('cp', ['--reflink=auto', '--sparse=always', '--', src, dest], { signal })
+  return true
+}
+
+async function storeInCache(src: string, entry: string, signal: AbortSignal): Promise<void> {
+  await mkdir(dirname(entry), { recursive: true, mode: 0o700 })
+  const temp = `${entry}.tmp-${process.pid}-${Date.now()}`
+  try {
+    await copySparse(src, temp, signal)
+    await rename(temp, entry) // atomic: a reader never sees half an entry
+  } finally {
+    await rm(temp, { force: true })
   }
 }
 

@@ -40,6 +40,7 @@ async function smallImage(marker: string, extraBytes = 0): Promise<OciImage> {
       for (const d of ['etc', 'srv', 'usr/bin', 'root', 'sbin', 'bin'])
         mkdirSync(join(root, d), { recursive: true })
       writeFileSync(join(root, 'etc', 'os-release'), 'ID=banger-test\n')
+      writeFileSync(join(root, 'etc', 'marker'), marker) // every layer unique per image
       writeFileSync(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n')
       writeFileSync(join(root, 'srv', 'old'), 'to be deleted\n')
       writeFileSync(join(root, 'srv', 'data'), 'owned\n')
@@ -55,6 +56,7 @@ async function smallImage(marker: string, extraBytes = 0): Promise<OciImage> {
     (root) => {
       rmSync(join(root, 'srv', 'old'))
       writeFileSync(join(root, 'srv', 'new.txt'), 'layer three\n')
+      writeFileSync(join(root, 'srv', 'marker3'), marker)
     },
   ])
 }
@@ -271,6 +273,43 @@ describe('bangerd pulls as an unprivileged user', () => {
     await expect(readImageFile(rec.rootfsPath, '/srv/marker')).resolves.toEqual(
       Buffer.from('killed'),
     )
+  })
+
+  it('a warm re-pull under a new name copies the cached rootfs: no layer download, own hostname', async () => {
+    const e = userEnv()
+    const { client } = await start(e)
+    const kernelPath = fakeKernel(e)
+    const fresh = await smallImage(`warm-${Date.now()}`)
+    const ref = await pushImage(fresh, registry, 'warm:v1')
+    const layers = await layerDigests(registry, 'warm', 'v1')
+    const t0 = performance.now()
+    const cold = await client.call('image.pull', { ref, kernelPath, name: 'warm-a' })
+    const coldMs = performance.now() - t0
+    registry.clearRequests()
+    const events: PullProgress[] = []
+    const t1 = performance.now()
+    const warm = await client.call(
+      'image.pull',
+      { ref, kernelPath, name: 'warm-b' },
+      { onProgress: (p) => events.push(p) },
+    )
+    const warmMs = performance.now() - t1
+    console.log(`cold pull ${coldMs.toFixed(0)} ms, warm pull ${warmMs.toFixed(0)} ms`)
+    const gets = blobGets(registry)
+    expect(layers.map((l) => gets.get(l) ?? 0)).toEqual([0, 0, 0])
+    expect(events.some((p) => p.type === 'layer')).toBe(false)
+    expect(warm.manifestDigest).toBe(cold.manifestDigest)
+    expect(warm.sizeBytes).toBe(cold.sizeBytes)
+    expect((await e2fsck(warm.rootfsPath)).clean).toBe(true)
+    expect((await readImageFile(warm.rootfsPath, '/srv/new.txt')).toString()).toBe('layer three\n')
+    expect(await statInode(warm.rootfsPath, '/srv/data')).toMatchObject({ uid: 1234, mode: 0o640 })
+    expect((await readImageFile(warm.rootfsPath, '/etc/hostname')).toString()).toContain('warm-b')
+    expect((await readImageFile(cold.rootfsPath, '/etc/hostname')).toString()).toContain('warm-a')
+    // the cache entry is sparse, like the image it was copied from
+    const entries = readdirSync(join(e.root, 'rootfs'))
+    expect(entries).toHaveLength(1)
+    const st = statSync(join(e.root, 'rootfs', entries[0]!))
+    expect(st.blocks * 512).toBeLessThan(st.size / 4)
   })
 
   it('a second daemon on the same socket fails clearly; SIGTERM stops cleanly', async () => {

@@ -7,6 +7,7 @@ describe('resolvePaths', () => {
     expect(p).toMatchObject({
       stateDir: '/home/u/.local/state/banger',
       cacheDir: '/home/u/.cache/banger/oci',
+      rootfsCacheDir: '/home/u/.cache/banger/rootfs',
       socketPath: '/home/u/.local/state/banger/bangerd.sock',
       configPath: '/home/u/.config/banger/config.json',
       imagesDir: '/home/u/.local/state/banger/images',

@@ -1,5 +1,5 @@
 import { homedir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 
 /** Where banger keeps its state, cache, socket and config. */
 export interface BangerPaths {
@@ -7,6 +7,11 @@ export interface BangerPaths {
   stateDir: string
   /** The registry-client's OCI layout (blob cache). Default `$XDG_CACHE_HOME/banger/oci`. */
   cacheDir: string
+  /**
+   * Warm-pull cache of built root filesystems (before guest injection). Default the `rootfs`
+   * sibling of cacheDir (`$XDG_CACHE_HOME/banger/rootfs`); `BANGER_ROOTFS_CACHE_DIR` overrides.
+   */
+  rootfsCacheDir: string
   /** `$XDG_RUNTIME_DIR/banger/bangerd.sock`, else `<stateDir>/bangerd.sock`. */
   socketPath: string
   /** `$XDG_CONFIG_HOME/banger/config.json`. */
@@ -48,6 +53,7 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): BangerPaths 
   return {
     stateDir,
     cacheDir,
+    rootfsCacheDir: nonEmpty(env.BANGER_ROOTFS_CACHE_DIR) ?? join(dirname(cacheDir), 'rootfs'),
     socketPath,
     configPath,
     imagesDir: join(stateDir, 'images'),
