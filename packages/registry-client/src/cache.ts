@@ -1,18 +1,21 @@
 import { createHash, randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import {
   link,
+  lstat,
   mkdir,
   open,
   readdir,
   readFile,
   rename,
+  rm,
   stat,
   unlink,
   writeFile,
 } from 'node:fs/promises'
 import { join } from 'node:path'
 import lockfile from 'proper-lockfile'
-import { CacheError, DigestMismatchError } from './errors.js'
+import { BadSourceError, CacheError, DigestMismatchError, SizeMismatchError } from './errors.js'
 
 const MEDIA_INDEX = 'application/vnd.oci.image.index.v1+json'
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name'
@@ -102,7 +105,7 @@ export class OciCache {
     for (const name of await readdir(tmp)) {
       const file = join(tmp, name)
       const s = await stat(file).catch(() => undefined)
-      if (s && s.mtimeMs < cutoff) await unlink(file).catch(() => {})
+      if (s && s.mtimeMs < cutoff) await rm(file, { recursive: true, force: true }).catch(() => {})
     }
   }
 
@@ -174,6 +177,55 @@ export class OciCache {
       throw new CacheError(this.dir, `cannot write blob ${digest}: ${(err as Error).message}`, {
         cause: err,
       })
+    }
+  }
+
+  /**
+   * Puts a local file into the cache as blob `expected.digest`, verifying size and sha256 on the
+   * way. `move` renames the file in after hashing it (it must be ours, on this filesystem, e.g.
+   * an archive extracted into tmp/); otherwise it is copied through a temp file.
+   */
+  async importFile(
+    src: string,
+    expected: { digest: string; size: number },
+    options: { move: boolean; signal?: AbortSignal; onBytes?: (bytes: number) => void },
+  ): Promise<void> {
+    const { signal, onBytes } = options
+    let st
+    try {
+      st = await lstat(src)
+    } catch (err) {
+      throw new BadSourceError(src, `blob ${expected.digest} is missing`, { cause: err })
+    }
+    const move = options.move && st.isFile()
+    if (move && st.size !== expected.size) throw new SizeMismatchError(src, expected.size, st.size)
+    const hash = createHash('sha256')
+    let bytes = 0
+    const temp = move ? undefined : this.tempPath(expected.digest)
+    const fh = temp ? await open(temp, 'wx', 0o644) : undefined
+    try {
+      for await (const chunk of createReadStream(
+        src,
+        signal ? { signal } : {},
+      ) as AsyncIterable<Buffer>) {
+        if (bytes + chunk.length > expected.size)
+          throw new SizeMismatchError(src, expected.size, bytes + chunk.length)
+        if (fh) await fh.write(chunk, 0, chunk.length, bytes)
+        hash.update(chunk)
+        bytes += chunk.length
+        onBytes?.(bytes)
+      }
+      if (bytes !== expected.size) throw new SizeMismatchError(src, expected.size, bytes)
+      const actual = `sha256:${hash.digest('hex')}`
+      if (actual !== expected.digest) throw new DigestMismatchError(src, expected.digest, actual)
+      if (fh) {
+        await fh.sync()
+        await fh.close()
+      }
+      await rename(temp ?? src, this.blobPath(expected.digest))
+    } finally {
+      await fh?.close().catch(() => {})
+      if (temp) await unlink(temp).catch(() => {})
     }
   }
 

@@ -8,7 +8,6 @@ import {
   ManifestInvalidError,
   ManifestTooLargeError,
   ManifestUnknownError,
-  PlatformNotFoundError,
   RangeResponseError,
   RegistryHttpError,
   RegistryUnreachableError,
@@ -28,15 +27,17 @@ import {
   ACCEPT,
   CONFIG_SIZE_LIMIT,
   MANIFEST_SIZE_LIMIT,
-  isAttestation,
+  configPlatform,
+  parseConfig,
   parseManifest,
+  pickPlatform,
   type ParsedManifest,
 } from './manifest.js'
-import { formatPlatform, parsePlatform, platformMatches, platformScore } from './platform.js'
+import { openOfflineSource, parseOfflineSource } from './offline.js'
+import { parsePlatform } from './platform.js'
 import { DOCKER_HUB, formatReference, parseReference } from './reference.js'
 import type {
   CachedLayer,
-  ImageConfig,
   ImageReference,
   LayerDescriptor,
   Platform,
@@ -46,6 +47,21 @@ import type {
 } from './types.js'
 
 export type ResolvedImage = Omit<PullSession, 'cachedLayers' | 'done'>
+
+/** A resolved image plus how to get its layers into the cache, whatever the source. */
+export interface OpenedImage {
+  image: ResolvedImage
+  /** The index.json entry recorded once every layer is cached. */
+  entry: IndexEntry
+  /** Puts one layer blob into the cache under its digest (temp file, verify, rename). */
+  produce(
+    desc: LayerDescriptor,
+    signal: AbortSignal,
+    onBytes: (bytes: number) => void,
+  ): Promise<void>
+  /** Removes whatever temporary files the source needed (an extracted archive). */
+  release(): Promise<void>
+}
 
 interface FetchedManifest {
   data: Buffer
@@ -94,7 +110,9 @@ export class RegistryClient {
    * E_CACHE, or the signal's reason.
    */
   async resolve(input: string | ImageReference, options: PullOptions = {}): Promise<ResolvedImage> {
-    return (await this.resolveImage(input, options)).image
+    const opened = await this.open(input, options)
+    await opened.release()
+    return opened.image
   }
 
   /**
@@ -105,7 +123,7 @@ export class RegistryClient {
    * both. Aborting `options.signal` stops every download and leaves no partial blob.
    */
   async pull(input: string | ImageReference, options: PullOptions = {}): Promise<PullSession> {
-    const { image, entry } = await this.resolveImage(input, options)
+    const { image, entry, produce, release } = await this.open(input, options)
     const { onProgress } = options
     onProgress?.({ type: 'resolved', manifestDigest: image.manifestDigest, layers: image.layers })
 
@@ -119,24 +137,29 @@ export class RegistryClient {
         throwIfAborted(signal)
         let reported = 0
         let reportedAt = 0
-        const outcome = await this.ensureBlob(image.reference, descriptor, signal, (bytes) => {
-          const now = Date.now()
-          if (
-            bytes === descriptor.size ||
-            bytes - reported >= progressStep ||
-            now - reportedAt >= progressIntervalMs
-          ) {
-            reported = bytes
-            reportedAt = now
-            onProgress?.({
-              type: 'layer-progress',
-              index,
-              digest: descriptor.digest,
-              bytes,
-              total: descriptor.size,
-            })
-          }
-        })
+        const outcome = await this.ensureBlob(
+          descriptor,
+          signal,
+          (onBytes) => produce(descriptor, signal, onBytes),
+          (bytes) => {
+            const now = Date.now()
+            if (
+              bytes === descriptor.size ||
+              bytes - reported >= progressStep ||
+              now - reportedAt >= progressIntervalMs
+            ) {
+              reported = bytes
+              reportedAt = now
+              onProgress?.({
+                type: 'layer-progress',
+                index,
+                digest: descriptor.digest,
+                bytes,
+                total: descriptor.size,
+              })
+            }
+          },
+        )
         onProgress?.({
           type: 'layer-done',
           index,
@@ -151,7 +174,9 @@ export class RegistryClient {
       task.catch(() => {})
       return task
     })
-    const done = Promise.all(paths).then(() => this.cache.recordImage(entry, image.refName))
+    const done = Promise.all(paths)
+      .then(() => this.cache.recordImage(entry, image.refName))
+      .finally(release)
     done.catch(() => {})
     const diffIds = image.config.rootfs.diff_ids
     return {
@@ -211,10 +236,20 @@ export class RegistryClient {
     throw new Error('unreachable: no endpoints')
   }
 
+  private async open(input: string | ImageReference, options: PullOptions): Promise<OpenedImage> {
+    const offline = typeof input === 'string' ? parseOfflineSource(input) : undefined
+    if (offline) {
+      throwIfAborted(options.signal)
+      await this.cache.init()
+      return openOfflineSource(offline, this.cache, parsePlatform(options.platform), options.signal)
+    }
+    return this.resolveImage(input, options)
+  }
+
   private async resolveImage(
     input: string | ImageReference,
     options: PullOptions,
-  ): Promise<{ image: ResolvedImage; entry: IndexEntry }> {
+  ): Promise<OpenedImage> {
     const { signal } = options
     const ref = typeof input === 'string' ? parseReference(input) : input
     const wanted = parsePlatform(options.platform)
@@ -226,15 +261,7 @@ export class RegistryClient {
     let chosen = top
     let platform: Platform | undefined
     if (top.parsed.kind === 'index') {
-      const offered = top.parsed.manifests.filter((m) => m.platform && !isAttestation(m))
-      const matches = offered
-        .filter((m) => platformMatches(wanted, m.platform!))
-        .sort((a, b) => platformScore(wanted, b.platform!) - platformScore(wanted, a.platform!))
-      const pick = matches[0]
-      if (!pick)
-        throw new PlatformNotFoundError(name, formatPlatform(wanted), [
-          ...new Set(offered.map((m) => formatPlatform(m.platform!))),
-        ])
+      const pick = pickPlatform(name, top.parsed.manifests, wanted)
       await this.cache.writeSmallBlob(top.digest, top.data)
       chosen = await this.getManifest(ref, pick.digest, signal)
       if (chosen.data.length !== pick.size)
@@ -249,22 +276,9 @@ export class RegistryClient {
       throw new ManifestInvalidError(name, `index entry ${chosen.digest} is itself an index`)
     await this.cache.writeSmallBlob(chosen.digest, chosen.data)
 
-    const config = await this.getConfig(ref, manifest.config, signal)
-    if (config.rootfs.diff_ids.length !== manifest.layers.length)
-      throw new ManifestInvalidError(
-        name,
-        `the config lists ${config.rootfs.diff_ids.length} diff_ids for ${manifest.layers.length} layers`,
-      )
-    if (!platform) {
-      const own: Platform = {
-        os: config.os ?? wanted.os,
-        architecture: config.architecture ?? wanted.architecture,
-        ...((config.variant ?? wanted.variant) && { variant: config.variant ?? wanted.variant }),
-      }
-      if (!platformMatches(wanted, own))
-        throw new PlatformNotFoundError(name, formatPlatform(wanted), [formatPlatform(own)])
-      platform = own
-    }
+    const configData = await this.getConfig(ref, manifest.config, signal)
+    const config = parseConfig(name, manifest.config.digest, configData, manifest.layers.length)
+    platform ??= configPlatform(name, config, wanted)
     const image: ResolvedImage = {
       reference: ref,
       refName: name,
@@ -280,7 +294,12 @@ export class RegistryClient {
       size: chosen.data.length,
       platform,
     }
-    return { image, entry }
+    return {
+      image,
+      entry,
+      produce: (desc, layerSignal, onBytes) => this.download(ref, desc, layerSignal, onBytes),
+      release: () => Promise.resolve(),
+    }
   }
 
   private async getManifest(
@@ -318,39 +337,29 @@ export class RegistryClient {
     ref: ImageReference,
     desc: LayerDescriptor,
     signal?: AbortSignal,
-  ): Promise<ImageConfig> {
-    const name = formatReference(ref)
+  ): Promise<Buffer> {
     if (desc.size > CONFIG_SIZE_LIMIT)
       throw new ManifestTooLargeError(`config ${desc.digest}`, CONFIG_SIZE_LIMIT)
-    let data = await this.cache.readSmallBlob(desc.digest, desc.size)
-    if (!data) {
-      const path = `/v2/${ref.repository}/blobs/${desc.digest}`
-      data = await this.fromEndpoints(ref, signal, async (endpoint) => {
-        const url = endpoint.base + path
-        const res = await this.http.get(endpoint, ref.repository, path, signal ? { signal } : {})
-        if (res.statusCode === 404) {
-          await res.body.dump()
-          throw new BlobUnknownError(ref.repository, desc.digest)
-        }
-        if (res.statusCode !== 200)
-          throw new RegistryHttpError(url, res.statusCode, await errorDetail(res))
-        const body = await readCapped(res, CONFIG_SIZE_LIMIT, url)
-        if (body.length !== desc.size) throw new SizeMismatchError(url, desc.size, body.length)
-        const actual = sha256(body)
-        if (actual !== desc.digest) throw new DigestMismatchError(url, desc.digest, actual)
-        return body
-      })
-      await this.cache.writeSmallBlob(desc.digest, data)
-    }
-    let config: ImageConfig
-    try {
-      config = JSON.parse(data.toString('utf8')) as ImageConfig
-    } catch {
-      throw new ManifestInvalidError(name, `config ${desc.digest} is not JSON`)
-    }
-    if (!config || typeof config !== 'object' || !Array.isArray(config.rootfs?.diff_ids))
-      throw new ManifestInvalidError(name, `config ${desc.digest} has no rootfs.diff_ids`)
-    return config
+    const cached = await this.cache.readSmallBlob(desc.digest, desc.size)
+    if (cached) return cached
+    const path = `/v2/${ref.repository}/blobs/${desc.digest}`
+    const data = await this.fromEndpoints(ref, signal, async (endpoint) => {
+      const url = endpoint.base + path
+      const res = await this.http.get(endpoint, ref.repository, path, signal ? { signal } : {})
+      if (res.statusCode === 404) {
+        await res.body.dump()
+        throw new BlobUnknownError(ref.repository, desc.digest)
+      }
+      if (res.statusCode !== 200)
+        throw new RegistryHttpError(url, res.statusCode, await errorDetail(res))
+      const body = await readCapped(res, CONFIG_SIZE_LIMIT, url)
+      if (body.length !== desc.size) throw new SizeMismatchError(url, desc.size, body.length)
+      const actual = sha256(body)
+      if (actual !== desc.digest) throw new DigestMismatchError(url, desc.digest, actual)
+      return body
+    })
+    await this.cache.writeSmallBlob(desc.digest, data)
+    return data
   }
 
   /**
@@ -358,9 +367,9 @@ export class RegistryClient {
    * the same blob, or a download of our own. Resolves with which it was.
    */
   private async ensureBlob(
-    ref: ImageReference,
     desc: LayerDescriptor,
     signal: AbortSignal,
+    produce: (onBytes: (bytes: number) => void) => Promise<void>,
     onBytes: (bytes: number) => void,
   ): Promise<'cached' | 'joined' | 'downloaded'> {
     const path = this.cache.blobPath(desc.digest)
@@ -371,11 +380,11 @@ export class RegistryClient {
       const running = inflight.get(path)
       if (running) {
         joined = true
-        // If the other pull fails or is aborted, loop and download it ourselves.
+        // If the other pull fails or is aborted, loop and fetch it ourselves.
         await untilSettledOrAborted(running, signal)
         continue
       }
-      const download = this.download(ref, desc, signal, onBytes)
+      const download = produce(onBytes)
       inflight.set(path, download)
       try {
         await download

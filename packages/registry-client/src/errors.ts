@@ -226,3 +226,17 @@ export class CacheError extends RegistryError {
     super(`image cache ${path}: ${detail}`, options)
   }
 }
+
+export class BadSourceError extends RegistryError {
+  override name = 'BadSourceError'
+  readonly code = 'E_BAD_SOURCE'
+  readonly hint =
+    'Give an OCI layout directory (oci:<dir>[:<name>]), an OCI archive (oci-archive:<file>[:<name>]) or a `docker save` archive (docker-archive:<file>[:<repo:tag>]).'
+  constructor(
+    readonly source: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`image source ${source}: ${detail}`, options)
+  }
+}

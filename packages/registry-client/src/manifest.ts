@@ -1,5 +1,6 @@
-import { ManifestInvalidError, UnsupportedManifestError } from './errors.js'
-import type { LayerDescriptor, Platform } from './types.js'
+import { ManifestInvalidError, PlatformNotFoundError, UnsupportedManifestError } from './errors.js'
+import { formatPlatform, platformMatches, platformScore } from './platform.js'
+import type { ImageConfig, LayerDescriptor, Platform } from './types.js'
 
 export const MEDIA = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -114,4 +115,66 @@ export function isAttestation(entry: IndexManifestEntry): boolean {
     entry.platform?.os === 'unknown' ||
     entry.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest'
   )
+}
+
+/**
+ * Picks the entry of an index for `wanted`, skipping attestations; the best variant match wins.
+ * Throws E_PLATFORM_NOT_FOUND listing what the index offers.
+ */
+export function pickPlatform(
+  name: string,
+  manifests: IndexManifestEntry[],
+  wanted: Platform,
+): IndexManifestEntry & { platform: Platform } {
+  const offered = manifests.filter(
+    (m): m is IndexManifestEntry & { platform: Platform } => !!m.platform && !isAttestation(m),
+  )
+  const pick = offered
+    .filter((m) => platformMatches(wanted, m.platform))
+    .sort((a, b) => platformScore(wanted, b.platform) - platformScore(wanted, a.platform))[0]
+  if (!pick)
+    throw new PlatformNotFoundError(name, formatPlatform(wanted), [
+      ...new Set(offered.map((m) => formatPlatform(m.platform))),
+    ])
+  return pick
+}
+
+/** The platform a single-platform image's config declares, checked against `wanted`. */
+export function configPlatform(
+  name: string,
+  config: { os?: string; architecture?: string; variant?: string },
+  wanted: Platform,
+): Platform {
+  const variant = config.variant ?? wanted.variant
+  const own: Platform = {
+    os: config.os ?? wanted.os,
+    architecture: config.architecture ?? wanted.architecture,
+    ...(variant && { variant }),
+  }
+  if (!platformMatches(wanted, own))
+    throw new PlatformNotFoundError(name, formatPlatform(wanted), [formatPlatform(own)])
+  return own
+}
+
+/** Parses a config blob and checks it lists one diff_id per layer. */
+export function parseConfig(
+  name: string,
+  digest: string,
+  data: Buffer,
+  layerCount: number,
+): ImageConfig {
+  let config: ImageConfig
+  try {
+    config = JSON.parse(data.toString('utf8')) as ImageConfig
+  } catch {
+    throw new ManifestInvalidError(name, `config ${digest} is not JSON`)
+  }
+  if (!config || typeof config !== 'object' || !Array.isArray(config.rootfs?.diff_ids))
+    throw new ManifestInvalidError(name, `config ${digest} has no rootfs.diff_ids`)
+  if (config.rootfs.diff_ids.length !== layerCount)
+    throw new ManifestInvalidError(
+      name,
+      `the config lists ${config.rootfs.diff_ids.length} diff_ids for ${layerCount} layers`,
+    )
+  return config
 }
