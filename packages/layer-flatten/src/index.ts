@@ -18,3 +18,4 @@ export {
   type FlattenErrorCode,
 } from './errors.js'
 export { checkEncodable, MAX_NAME_BYTES, MAX_PATH_BYTES } from './paths.js'
+export { layersFromOciLayout } from './oci-layout.js'

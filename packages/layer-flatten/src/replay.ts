@@ -80,20 +80,24 @@ export class Replay {
   }
 
   /**
-   * Walks `parts` as directories. Missing ones are created (implicit, 0755 root:root) when
-   * `create`, else the walk returns null. A symlink or non-directory on the way is an error.
+   * Walks `parts` as directories. Missing ones are created (implicit, 0755 root:root) in `create`
+   * mode, else the walk returns null. A symlink or non-directory on the way is an error, except
+   * in `whiteout` mode: nothing can live below a non-directory, so there is nothing to delete.
+   * (umoci writes `x/.wh.child` after turning directory `x` into a file in the same layer.)
    */
   private async walkDir(
     parts: readonly string[],
     entryPath: string,
     layer: number,
     place: ErrorPlace,
-    create: boolean,
+    mode: 'create' | 'lookup' | 'whiteout',
   ): Promise<TreeNode | null> {
+    const create = mode === 'create'
     let dir = this.root
     for (let i = 0; i < parts.length; i++) {
       const name = parts[i]!
       let next = dir.children!.get(name)
+      if (next && next.inode.type !== 'directory' && mode === 'whiteout') return null
       if (!next) {
         if (!create) return null
         next = { name, parent: dir, inode: implicitDir(), layer, children: new Map() }
@@ -139,7 +143,7 @@ export class Replay {
     checkEncodable(path, place)
     // A hardlink's target is resolved before any missing parent is created for the link.
     const linkTo = entry.type === 'link' ? await this.linkTarget(entry, parts, layer, place) : null
-    const parent = (await this.walkDir(parts.slice(0, -1), path, layer, place, true))!
+    const parent = (await this.walkDir(parts.slice(0, -1), path, layer, place, 'create'))!
     const name = base!
     const existing = parent.children!.get(name)
     const target = this.dest !== null ? this.disk(parts) : ''
@@ -219,7 +223,7 @@ export class Replay {
     place: ErrorPlace,
   ): Promise<{ node: TreeNode; parts: string[] }> {
     const path = toImagePath(parts)
-    await this.walkDir(parts.slice(0, -1), path, layer, place, false)
+    await this.walkDir(parts.slice(0, -1), path, layer, place, 'lookup')
     const rawTarget = entry.linkName ?? ''
     let targetParts: string[]
     try {
@@ -228,7 +232,7 @@ export class Replay {
       throw new UnsafePathError(path, `is a hardlink to ${JSON.stringify(rawTarget)}, outside the image`, place)
     }
     const targetPath = toImagePath(targetParts)
-    const dir = await this.walkDir(targetParts.slice(0, -1), path, layer, place, false)
+    const dir = await this.walkDir(targetParts.slice(0, -1), path, layer, place, 'lookup')
     const node =
       targetParts.length === 0 ? this.root : dir?.children!.get(targetParts[targetParts.length - 1]!)
     if (!node) throw new MissingLinkTargetError(path, targetPath, place)
@@ -289,7 +293,7 @@ export class Replay {
     const path = toImagePath(parts)
     if (entry.type === 'directory') throw new BadWhiteoutError(path, 'is a directory', place)
     const base = parts[parts.length - 1]!
-    const dir = await this.walkDir(parts.slice(0, -1), path, layer, place, false)
+    const dir = await this.walkDir(parts.slice(0, -1), path, layer, place, 'whiteout')
     if (base === OPAQUE) {
       if (!dir) return
       for (const child of [...dir.children!.values()]) await this.purge(child, layer)

@@ -76,7 +76,12 @@ export function runModel(stack: TestEntry[][]): ModelResult {
         const base = parts[parts.length - 1] ?? ''
         const type = e.type ?? 'file'
         if (base.startsWith('.wh.')) {
-          checkAncestors(parts, parts.length - 1)
+          // Below a non-directory nothing can exist: such a whiteout deletes nothing.
+          const blocked = parts.slice(0, -1).some((_, i) => {
+            const slot = keys.get(parts.slice(0, i + 1).join('/'))
+            return slot !== undefined && inodes[slot.ino]!.kind !== 'directory'
+          })
+          if (blocked) continue
           const dir = parts.slice(0, -1).join('/')
           // The whiteout sits in `dir`, so `dir` outlives it even when emptied: pin an implicit one.
           if (dir !== '' && exists(dir) && !keys.has(dir)) {
