@@ -54,13 +54,13 @@ export interface OpenedImage {
   /** The index.json entry recorded once every layer is cached. */
   entry: IndexEntry
   /** Puts one layer blob into the cache under its digest (temp file, verify, rename). */
-  produce(
+  produce: (
     desc: LayerDescriptor,
     signal: AbortSignal,
     onBytes: (bytes: number) => void,
-  ): Promise<void>
+  ) => Promise<void>
   /** Removes whatever temporary files the source needed (an extracted archive). */
-  release(): Promise<void>
+  release: () => Promise<void>
 }
 
 interface FetchedManifest {
