@@ -69,7 +69,9 @@ export function validateParams<M extends RpcMethod>(
   const issue = result.error.issues[0]
   let field = issue?.path.length ? `params.${issue.path.join('.')}` : 'params'
   let message = issue?.message ?? 'invalid'
-  if (issue?.code === 'unrecognized_keys') {
+  if (issue?.code === 'invalid_type' && message.endsWith('received undefined')) {
+    message = 'is required'
+  } else if (issue?.code === 'unrecognized_keys') {
     field = `params.${issue.keys[0] ?? ''}`
     message = 'is not a known field'
   }

@@ -150,8 +150,9 @@ describe('JSON-RPC protocol', () => {
         '{"jsonrpc":"2.0","id":3,"method":"image.pull","params":{"ref":"x","bogus":1}}',
         '{"id":4,"method":"daemon.status"}',
         '{"jsonrpc":"2.0","id":5,"method":"kernel.list"}',
+        '{"jsonrpc":"2.0","id":7,"method":"image.pull","params":{}}',
       ],
-      6,
+      7,
     )) as { id: unknown; error?: { code: number; message: string; data: { code: string } } }[]
     const byId = new Map(replies.map((r) => [r.id, r]))
     expect(byId.get(null)?.error).toMatchObject({ code: -32700 })
@@ -162,6 +163,7 @@ describe('JSON-RPC protocol', () => {
     expect(byId.get(2)?.error).toMatchObject({ code: -32602, data: { code: 'E_INVALID_PARAMS' } })
     expect(byId.get(2)?.error?.message).toContain('params.name')
     expect(byId.get(3)?.error?.message).toContain('params.bogus')
+    expect(byId.get(7)?.error?.message).toBe('image.pull: params.ref: is required')
     expect(byId.get(4)?.error).toMatchObject({ code: -32600 })
     expect(byId.get(5)).toMatchObject({ result: { kernels: [] } })
   })
@@ -377,8 +379,7 @@ describe('image.pull bookkeeping (fake pipeline)', () => {
     const err = (await client
       .call('image.pull', { ref: 'UPPER/Case:tag', kernelPath: fakeKernel(dirs) })
       .catch((e: unknown) => e)) as { code: string }
-    expect(err.code).toMatch(/^E_/)
-    expect(err.code).not.toBe('E_INTERNAL')
+    expect(err.code).toBe('E_BAD_REFERENCE')
   })
 
   it('a failed pull leaves no staging dir, temp tree or record, and keeps the stage error code', async () => {
