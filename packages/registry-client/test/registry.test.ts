@@ -181,7 +181,10 @@ describe('pull from a real registry', () => {
       mediaType: string
     }
     expect(manifest.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json')
+    registry.clearRequests()
     const session = await rc.pull(`${registry.host}/multi@${v2.manifestDigest}`)
+    // Pinned by digest and already cached: the manifest and config need no request.
+    expect(registry.requests().filter((q) => !q.path.includes('/blobs/'))).toEqual([])
     expect(session.manifestDigest).toBe(v2.manifestDigest)
     expect(session.reference.digest).toBe(v2.manifestDigest)
     const paths = await drain(session)
