@@ -64,6 +64,24 @@ describe('renderProgress', () => {
     expect(after[4]).toBe('flattening layers ... 0.4s')
   })
 
+  it('fits the frame into the terminal height, folding finished layers first', () => {
+    const view = newPullView()
+    applyProgress(view, stage('resolve'), 0)
+    applyProgress(view, stage('download'), 0)
+    for (let i = 0; i < 20; i++) applyProgress(view, layer(i, D1, 5, 10, { done: i < 18 }), 0)
+    const folded = renderProgress(view, 120, 0, 10)
+    expect(folded).toHaveLength(5)
+    expect(folded[2]).toBe('  18 layers done')
+    expect(folded[3]).toMatch(/^ {2}layer 19 /)
+    expect(folded[4]).toMatch(/^ {2}layer 20 /)
+    // Nothing finished to fold: the oldest rows go.
+    for (let i = 0; i < 20; i++) applyProgress(view, layer(i, D1, 5, 10), 0)
+    const cut = renderProgress(view, 120, 0, 10)
+    expect(cut).toHaveLength(9)
+    expect(cut.at(-1)).toMatch(/^ {2}layer 20 /)
+    expect(renderProgress(view, 120, 0)).toHaveLength(22)
+  })
+
   it('cuts lines to the terminal width so they never wrap', () => {
     const view = newPullView()
     applyProgress(view, stage('download'), 0)
@@ -84,21 +102,21 @@ function collect() {
 }
 
 describe('TtyProgress', () => {
-  it('redraws in place: cursor up over the previous frame, each line cleared', () => {
+  it('redraws in place: cursor up over the previous frame, cleared below, new frame', () => {
     const { chunks, stream } = collect()
     let now = 0
     const p = new TtyProgress(stream, () => now)
     p.update(stage('resolve'))
-    expect(chunks[0]).toBe('\x1b[?25l\x1b[2Kresolving reference ... 0.0s\n\x1b[J')
+    expect(visible(chunks[0])).toBe('<ESC>[?25l\r<ESC>[Jresolving reference ... 0.0s\n')
     now = 1000
     p.update(stage('download'))
-    expect(chunks[1]).toBe(
-      '\r\x1b[1A\x1b[2Kresolving reference ... done (1.0s)\n\x1b[2Kdownloading layers ... 0.0s\n\x1b[J',
+    expect(visible(chunks[1])).toBe(
+      '\r<ESC>[1A<ESC>[Jresolving reference ... done (1.0s)\ndownloading layers ... 0.0s\n',
     )
     now = 2000
     p.update(layer(0, D1, 10, 100))
     expect(visible(chunks[2])).toMatch(
-      /^\r<ESC>\[2A.*\n<ESC>\[2K {2}layer 1 sha256:111111111111 \[##-+\] {2}10%/s,
+      /^\r<ESC>\[2A<ESC>\[J.*\n {2}layer 1 sha256:111111111111 \[##-+\] {2}10%/s,
     )
     // Byte updates within 100 ms of a frame wait for the next one.
     now = 2050
@@ -109,12 +127,10 @@ describe('TtyProgress', () => {
     expect(chunks[3]).toMatch(/50%/)
     p.update({ requestId: 1, type: 'warning', code: 'W', message: 'odd file skipped' })
     // The warning is printed above the live area and stays.
-    expect(visible(chunks[4])).toMatch(
-      /^\r<ESC>\[4A<ESC>\[2Kwarning: odd file skipped\n<ESC>\[2Kresolving/,
-    )
+    expect(visible(chunks[4])).toMatch(/^\r<ESC>\[4A<ESC>\[Jwarning: odd file skipped\nresolving/)
     p.end(true)
     expect(visible(chunks.slice(-2).join(''))).toMatch(
-      /flattening layers \.\.\. done \(0\.0s\)\n<ESC>\[J<ESC>\[\?25h$/,
+      /flattening layers \.\.\. done \(0\.0s\)\n<ESC>\[\?25h$/,
     )
   })
 })

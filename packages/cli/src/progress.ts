@@ -84,9 +84,15 @@ export function renderLayer(layer: LayerView): string {
 /**
  * The live area of a pull on a terminal: one line per stage reached (with its time once over),
  * and under the download stage one bar per layer. Lines are cut to `width - 1` columns so the
- * terminal never wraps them (a wrapped line would break redrawing in place).
+ * terminal never wraps them, and the frame to `height - 1` rows (finished layers folded into one
+ * line first), since a frame that wraps or scrolls cannot be redrawn in place.
  */
-export function renderProgress(view: PullView, width: number, now: number): string[] {
+export function renderProgress(
+  view: PullView,
+  width: number,
+  now: number,
+  height = Infinity,
+): string[] {
   const lines: string[] = []
   for (const s of view.stages) {
     const took = (s.endedAt ?? now) - s.startedAt
@@ -96,12 +102,20 @@ export function renderProgress(view: PullView, width: number, now: number): stri
         : `${STAGE_LABELS[s.stage]} ... done (${seconds(took)})`,
     )
     if (s.stage === 'download') {
-      for (const layer of [...view.layers.values()].sort((a, b) => a.index - b.index))
-        lines.push(renderLayer(layer))
+      const layers = [...view.layers.values()].sort((a, b) => a.index - b.index)
+      // A frame taller than the terminal cannot be redrawn in place (the cursor cannot move
+      // above the top row): finished layers fold into one line, then the oldest rows go.
+      const room = height - 1 - (view.stages.length - 1)
+      const finished = layers.filter((l) => l.done || l.cached)
+      if (layers.length > room && finished.length > 1) {
+        const live = layers.filter((l) => !(l.done || l.cached))
+        lines.push(`  ${finished.length} layers done`, ...live.map(renderLayer))
+      } else lines.push(...layers.map(renderLayer))
     }
   }
   const max = Math.max(10, width - 1)
-  return lines.map((l) => (l.length > max ? l.slice(0, max - 1) + '…' : l))
+  const fitted = lines.length > height - 1 ? lines.slice(-Math.max(1, height - 1)) : lines
+  return fitted.map((l) => (l.length > max ? l.slice(0, max - 1) + '…' : l))
 }
 
 /**
@@ -134,14 +148,15 @@ export interface ProgressStream {
   write(chunk: string): boolean
   isTTY?: boolean
   columns?: number
+  rows?: number
 }
 
 const ESC = '\x1b['
 const REDRAW_MS = 100
 
 /**
- * Redraws the live area in place with ANSI: cursor up over the previous frame, clear each line,
- * write the new one, clear what is left below. At most one frame per 100 ms for byte counts;
+ * Redraws the live area in place with ANSI: cursor up over the previous frame, clear to the end
+ * of the screen, write the new frame. At most one frame per 100 ms for byte counts;
  * stage changes and warnings draw at once. Warnings are printed above the live area and stay.
  */
 export class TtyProgress implements ProgressSink {
@@ -190,12 +205,13 @@ export class TtyProgress implements ProgressSink {
     if (this.timer) clearTimeout(this.timer)
     this.timer = undefined
     this.lastDraw = this.now()
-    const lines = renderProgress(this.view, this.out.columns ?? 80, this.lastDraw)
+    const lines = renderProgress(this.view, this.out.columns ?? 80, this.lastDraw, this.out.rows)
     let frame = this.cursorHidden ? '' : `${ESC}?25l`
     this.cursorHidden = true
-    if (this.drawn > 0) frame += `\r${ESC}${this.drawn}A`
-    for (const line of [...above, ...lines]) frame += `${ESC}2K${line}\n`
-    frame += `${ESC}J`
+    // Back to the top of the previous frame and clear everything below it: warnings above may
+    // wrap over several rows, and nothing of the old frame may survive under them.
+    frame += this.drawn > 0 ? `\r${ESC}${this.drawn}A${ESC}J` : `\r${ESC}J`
+    for (const line of [...above, ...lines]) frame += `${line}\n`
     this.out.write(frame)
     this.drawn = lines.length
   }

@@ -67,6 +67,8 @@ describe('progress on a real terminal', () => {
       if (cap.stdout.includes('EXIT=')) break
       await sleep(150)
     }
+    // DUMP_SCREENS=/tmp/screens.txt keeps what the terminal showed, for a look by eye.
+    if (process.env.DUMP_SCREENS) writeFileSync(process.env.DUMP_SCREENS, screens.join('\n-----\n'))
     const last = screens.at(-1)!
     expect(last, screens.join('\n-----\n')).toMatch(/EXIT=0/)
 
@@ -96,6 +98,13 @@ describe('progress on a real terminal', () => {
         last.match(new RegExp(`^${label} \\.\\.\\. done \\(\\d+\\.\\ds\\)$`, 'gm')),
       ).toHaveLength(1)
     expect(last.match(/^ {2}layer 1 /gm)).toHaveLength(1)
+    // Warnings (this image has no init, shell, sshd or DHCP client) stay above the live area,
+    // each once and whole, even when they wrap: nothing of an older frame is left on their rows.
+    const warnings = last.split('\n').filter((l) => l.startsWith('warning: '))
+    expect(warnings.length).toBeGreaterThan(0)
+    expect(new Set(warnings).size).toBe(warnings.length)
+    for (const w of warnings) expect(w).not.toMatch(/\.\.\. (done|\d)/)
+    expect(last.indexOf('warning: ')).toBeLessThan(last.indexOf('resolving reference'))
     expect(last).toMatch(/^pulled \S+ as image tty-v1: \S+rootfs\S* \(/m)
     expect(last).not.toContain('\x1b')
   })
