@@ -77,12 +77,15 @@ interface FetchedManifest {
 const inflight = new Map<string, Promise<void>>()
 
 const progressStep = 256 * 1024
+const mirrorPenaltyMs = 60_000
 const progressIntervalMs = 200
 
 export class RegistryClient {
   private readonly cache: OciCache
   private readonly http: RegistryHttp
   private readonly concurrency: number
+  /** Mirror base URL → until when it is skipped after failing to answer. */
+  private readonly sickMirrors = new Map<string, number>()
 
   constructor(private readonly options: RegistryClientOptions) {
     this.cache = new OciCache(options.cacheDir)
@@ -224,13 +227,21 @@ export class RegistryClient {
     signal: AbortSignal | undefined,
     fn: (endpoint: Endpoint) => Promise<T>,
   ): Promise<T> {
-    const endpoints = this.endpoints(ref)
+    const now = Date.now()
+    const endpoints = this.endpoints(ref).filter(
+      (e) => !e.mirror || (this.sickMirrors.get(e.base) ?? 0) < now,
+    )
     for (const [i, endpoint] of endpoints.entries()) {
       try {
         return await fn(endpoint)
       } catch (err) {
         throwIfAborted(signal)
         if (i === endpoints.length - 1) throw err
+        // A mirror that cannot answer at all is skipped for a while instead of being retried on
+        // every blob; one that merely lacks this image (404) stays in use.
+        const code = (err as { code?: unknown }).code
+        if (code === 'E_REGISTRY_UNREACHABLE' || code === 'E_REGISTRY_HTTP')
+          this.sickMirrors.set(endpoint.base, Date.now() + mirrorPenaltyMs)
       }
     }
     throw new Error('unreachable: no endpoints')

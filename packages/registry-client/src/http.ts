@@ -103,8 +103,11 @@ export class RegistryHttp {
     const { signal } = options
     const url = endpoint.base + path
     let challenged = false
+    // A mirror gets two tries: the origin is the fallback, so waiting out a sick mirror only
+    // delays the pull.
+    const attempts = endpoint.mirror ? Math.min(2, this.retry.attempts) : this.retry.attempts
     for (let attempt = 0; ; attempt++) {
-      const last = attempt + 1 >= this.retry.attempts
+      const last = attempt + 1 >= attempts
       const auth = await this.authorization(endpoint, repository)
       let res: Response
       try {

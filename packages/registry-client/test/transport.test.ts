@@ -170,6 +170,27 @@ describe('transport failures a real registry will not produce on demand', () => 
     expect(fake.blobRequests()).toHaveLength(4) // quickRetry.attempts
   })
 
+  it('skips a failing mirror after two tries instead of retrying it for every blob', async () => {
+    const image = fakeImage([1000, 2000, 3000])
+    const origin = await startFake({ image })
+    const mirror = await startFake({
+      image,
+      manifests: {},
+      tags: [],
+      blob: (ctx) => {
+        ctx.res.writeHead(503).end()
+        return true
+      },
+    })
+    const rc = client(await tempCache(), { mirrors: { [origin.host]: [mirror.url] } })
+    await drain(await rc.pull(`${origin.host}/app:1`))
+    // The mirror 404s the manifest (kept in use), then 503s the config twice and is benched.
+    expect(mirror.requests.filter((r) => r.path.includes('/manifests/'))).toHaveLength(1)
+    expect(mirror.blobRequests()).toHaveLength(2)
+    expect(origin.blobRequests()).toHaveLength(4)
+    await rc.close()
+  })
+
   it('retries 503 with backoff', async () => {
     const image = fakeImage([5000])
     const layer = image.layers[0]!
