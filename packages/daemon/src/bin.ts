@@ -59,6 +59,11 @@ async function main(): Promise<number> {
     daemon.log.info({ signal }, 'signal received')
     void daemon.stop()
   }
+  process.on('uncaughtException', (err) => {
+    daemon.log.fatal({ err }, 'uncaught exception; exiting')
+    process.stderr.write(`bangerd: internal error: ${err.message}\n`)
+    process.exit(70)
+  })
   process.once('SIGTERM', onSignal)
   process.once('SIGINT', onSignal)
   process.stdout.write(`bangerd ${VERSION} listening on ${daemon.paths.socketPath}\n`)

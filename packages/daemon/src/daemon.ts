@@ -72,6 +72,13 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
     BANGER_ROOTFS_CACHE_DIR: o.rootfsCacheDir ?? (o.cacheDir ? '' : resolved.rootfsCacheDir),
   })
   const tmpDir = options.tmpDir ?? (env.BANGER_TMPDIR || tmpdir())
+  if (Buffer.byteLength(paths.socketPath) > MAX_SOCKET_PATH) {
+    throw new RpcError(
+      ERROR_CODES.SOCKET_PATH_TOO_LONG,
+      `socket path ${paths.socketPath} is ${Buffer.byteLength(paths.socketPath)} bytes; unix sockets allow ${MAX_SOCKET_PATH}`,
+      { hint: 'Point BANGER_SOCKET (or --socket) at a shorter path.' },
+    )
+  }
 
   for (const dir of [
     paths.stateDir,
@@ -177,6 +184,9 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
     throw err
   }
 }
+
+/** sizeof(sockaddr_un.sun_path) - 1 on Linux. */
+const MAX_SOCKET_PATH = 107
 
 /** Pid files this process holds (in-process daemons in tests share one pid). */
 const heldPidFiles = new Set<string>()

@@ -94,6 +94,17 @@ describe('bangerd startup', () => {
     expect((await client.call('daemon.status', {})).pid).toBe(process.pid)
   })
 
+  it('refuses a socket path too long for a unix socket', async () => {
+    const dirs = makeDirs()
+    await expect(
+      startDaemon({
+        paths: { stateDir: dirs.stateDir, socketPath: join(dirs.root, 'x'.repeat(120)) },
+        pipeline: fakePipeline(),
+        tmpDir: dirs.tmpDir,
+      }),
+    ).rejects.toMatchObject({ code: 'E_SOCKET_PATH_TOO_LONG' })
+  })
+
   it('rejects a bad config file naming the field', async () => {
     const dirs = makeDirs()
     writeFileSync(dirs.configPath, JSON.stringify({ mirrors: { 'docker.io': 'nope' } }))

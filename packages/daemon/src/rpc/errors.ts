@@ -51,6 +51,8 @@ export const ERROR_CODES = {
   DAEMON_UNAVAILABLE: 'E_DAEMON_UNAVAILABLE',
   /** Another daemon already serves this socket. */
   DAEMON_RUNNING: 'E_DAEMON_RUNNING',
+  /** The socket path is longer than a unix socket address allows (107 bytes). */
+  SOCKET_PATH_TOO_LONG: 'E_SOCKET_PATH_TOO_LONG',
   /** The config file is not valid JSON or has a wrong field. */
   CONFIG_INVALID: 'E_CONFIG_INVALID',
   /** Something unexpected failed inside the daemon; see its log. */
