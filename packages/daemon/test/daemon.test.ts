@@ -1,4 +1,12 @@
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { createConnection } from 'node:net'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
@@ -320,6 +328,13 @@ describe('image.pull bookkeeping (fake pipeline)', () => {
     expect(events.every((e) => e.requestId === events[0]!.requestId)).toBe(true)
     expect(events.some((e) => e.type === 'layer' && e.done)).toBe(true)
     expect(await client.call('image.show', { name: 'debian-bookworm' })).toEqual(rec)
+    // a managed image whose rootfs vanished is listed as broken, not hidden
+    renameSync(rec.rootfsPath, `${rec.rootfsPath}.away`)
+    expect(await client.call('image.show', { name: 'debian-bookworm' })).toMatchObject({
+      status: 'broken',
+      problem: `rootfs ${rec.rootfsPath} is missing`,
+    })
+    renameSync(`${rec.rootfsPath}.away`, rec.rootfsPath)
     await expect(
       client.call('image.pull', { ref: '127.0.0.1:5000/debian:bookworm', kernelPath }),
     ).rejects.toMatchObject({ code: 'E_NAME_TAKEN' })

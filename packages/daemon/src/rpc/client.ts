@@ -77,7 +77,7 @@ export function connectDaemon(
 
 function cancelled(method: string): RpcError {
   return new RpcError(
-    method === 'image.pull' ? ERROR_CODES.PULL_CANCELLED : 'E_CANCELLED',
+    method === 'image.pull' ? ERROR_CODES.PULL_CANCELLED : ERROR_CODES.CANCELLED,
     method === 'image.pull' ? 'pull cancelled' : `${method} cancelled`,
     { rpcCode: RPC_ERROR.REQUEST_CANCELLED },
   )

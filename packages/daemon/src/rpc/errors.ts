@@ -43,6 +43,8 @@ export const ERROR_CODES = {
   KERNEL_IN_USE: 'E_KERNEL_IN_USE',
   /** The pull was cancelled by the client, a disconnect or a daemon shutdown. */
   PULL_CANCELLED: 'E_PULL_CANCELLED',
+  /** A call other than a pull was cancelled by its caller (client side). */
+  CANCELLED: 'E_CANCELLED',
   /** A pipeline stage failed; `data.cause` carries the stage's own code when it had one. */
   PULL_FAILED: 'E_PULL_FAILED',
   /** The daemon is shutting down and takes no new work. */
