@@ -6,6 +6,7 @@ import {
   buildImage,
   e2fsck,
   pushImage,
+  runAsUser,
   startRegistry,
   type TestRegistry,
 } from '@banger/test-support'
@@ -150,6 +151,22 @@ describe('banger image pull', () => {
     const img = JSON.parse(pull.stdout) as Image & { kernel: { kernelPath: string } }
     expect(img).toMatchObject({ name: 'custom', status: 'ready', sizeBytes: 1.5 * 1024 ** 3 })
     expect(img.kernel.kernelPath).toMatch(/^\//)
+  })
+
+  it('registers an existing rootfs, which rm leaves in place', async () => {
+    const home = bangerHome()
+    await addKernel(home)
+    const rootfs = home.file('mine.ext4')
+    const mkfs = await runAsUser('mkfs.ext4', ['-q', '-F', rootfs, '16M'])
+    expect(mkfs.code, mkfs.stderr).toBe(0)
+    const reg = await home.banger('image', 'register', 'mine', '--rootfs', 'mine.ext4')
+    expect(reg.stderr).toBe('')
+    expect(reg).toMatchObject({ code: 0, stdout: `registered image mine: ${rootfs}\n` })
+    const show = await home.banger('image', 'show', 'mine')
+    expect(show.stdout).toMatch(/^managed\s+no \(registered/m)
+    expect(show.stdout).toMatch(new RegExp(`^rootfs\\s+${rootfs}$`, 'm'))
+    expect((await home.banger('image', 'rm', 'mine')).code).toBe(0)
+    expect(existsSync(rootfs)).toBe(true)
   })
 
   it('fails on a missing kernel with one line and a hint, leaving nothing behind', async () => {

@@ -61,8 +61,11 @@ describe('progress on a real terminal', () => {
     expect(started.code, started.stderr).toBe(0)
 
     const screens: string[] = []
+    let cursorMidPull: string | undefined
     for (let i = 0; i < 300; i++) {
       const cap = await tmux('capture-pane', '-p', '-J', '-t', 'pull')
+      if (cursorMidPull === undefined && /\] +[1-9]\d?%/.test(cap.stdout))
+        cursorMidPull = (await tmux('display-message', '-p', '-t', 'pull', '#{cursor_flag}')).stdout
       if (cap.stdout !== screens.at(-1)) screens.push(cap.stdout)
       if (cap.stdout.includes('EXIT=')) break
       await sleep(150)
@@ -107,5 +110,64 @@ describe('progress on a real terminal', () => {
     expect(last.indexOf('warning: ')).toBeLessThan(last.indexOf('resolving reference'))
     expect(last).toMatch(/^pulled \S+ as image tty-v1: \S+rootfs\S* \(/m)
     expect(last).not.toContain('\x1b')
+    // The cursor, hidden while drawing, is visible again.
+    expect(cursorMidPull).toBe('0\n')
+    expect((await tmux('display-message', '-p', '-t', 'pull', '#{cursor_flag}')).stdout).toBe('1\n')
+  })
+})
+
+describe('Ctrl-C on a real terminal', () => {
+  it('cancels the pull with one line, exit 130, and the daemon keeps running', async () => {
+    const proxy = await throttledProxy(registry.host, 512 * 1024)
+    onTestFinished(() => proxy.close())
+    const home = bangerHome()
+    const kernel = home.file('vmlinuz', 'not really a kernel\n')
+    expect(
+      (await home.banger('kernel', 'add', 'k', '--kernel-path', kernel, '--default')).code,
+    ).toBe(0)
+    const status = JSON.parse((await home.banger('daemon', 'status', '--json')).stdout) as {
+      pid: number
+    }
+    const tmux = (...args: string[]) =>
+      runAsUser('tmux', ['-L', `banger-cli-int-${process.pid}`, ...args], {
+        env: home.env,
+        cwd: home.dir,
+      })
+    onTestFinished(async () => {
+      await tmux('kill-server')
+    })
+    const pullRef = ref.replace(registry.host, proxy.host)
+    // The shell traps SIGINT (a caught signal is reset for its children) so it lives on to
+    // print banger's exit code.
+    const script = `trap : INT; ${shellQuote(process.execPath)} ${shellQuote(BANGER_BIN)} image pull ${shellQuote(pullRef)}; echo "EXIT=$?"; sleep 600`
+    expect(
+      (await tmux('new-session', '-d', '-x', '120', '-y', '30', '-s', 'pull', script)).code,
+    ).toBe(0)
+    let screen = ''
+    for (let i = 0; i < 200 && !/\] +[1-9]\d?%/.test(screen); i++) {
+      await sleep(100)
+      screen = (await tmux('capture-pane', '-p', '-J', '-t', 'pull')).stdout
+    }
+    expect(screen).toMatch(/\] +[1-9]\d?%/) // mid-download
+    await tmux('send-keys', '-t', 'pull', 'C-c')
+    for (let i = 0; i < 100 && !screen.includes('EXIT='); i++) {
+      await sleep(100)
+      screen = (await tmux('capture-pane', '-p', '-J', '-t', 'pull')).stdout
+    }
+    expect(screen).toMatch(
+      new RegExp(`^banger: pull of ${pullRef.replace(/[.]/g, '\\.')} cancelled$`, 'm'),
+    )
+    expect(screen).toMatch(/^EXIT=130$/m)
+    expect(screen).not.toMatch(/^\s+at /m)
+    expect((await tmux('display-message', '-p', '-t', 'pull', '#{cursor_flag}')).stdout).toBe('1\n')
+    // The terminal's SIGINT went to the foreground process group only: the daemon runs on, and
+    // has nothing half-built to show.
+    const after = JSON.parse((await home.banger('daemon', 'status', '--json')).stdout) as {
+      pid: number
+    }
+    expect(after.pid).toBe(status.pid)
+    expect(JSON.parse((await home.banger('image', 'list', '--json')).stdout)).toEqual({
+      images: [],
+    })
   })
 })
