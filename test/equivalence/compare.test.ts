@@ -18,6 +18,7 @@ import {
   compareTrees,
   loopMountUnavailable,
   mountReadOnly,
+  normalizeAclHex,
   walkDirectory,
   walkExt4,
   type Tree,
@@ -91,6 +92,19 @@ describe('compareTrees', () => {
     expect(compareTrees(base(), actual, { mtimePrecision: 's' })).toHaveLength(3)
   })
 
+  it('reads an ACL with 0 for the id-less entries (debugfs) as the kernel-spelled one', () => {
+    const kernel = '0200000001000600ffffffff02000400e803000020000000ffffffff'
+    const debugfs = '02000000010006000000000002000400e80300002000000000000000'
+    expect(normalizeAclHex(debugfs)).toBe(kernel)
+    const a = tree(entry('/f', { xattrs: { 'system.posix_acl_access': kernel } }))
+    const b = tree(entry('/f', { xattrs: { 'system.posix_acl_access': debugfs } }))
+    b.get('/f')!.inode = a.get('/f')!.inode
+    expect(compareTrees(a, b)).toEqual([])
+    // but a different named user is a difference
+    b.get('/f')!.xattrs['system.posix_acl_access'] = debugfs.replace('e8030000', 'e9030000')
+    expect(compareTrees(a, b).map((d) => d.field)).toEqual(['xattr system.posix_acl_access'])
+  })
+
   it('allows exactly the injected files and the directories made for them', () => {
     const expected = base()
     const actual = base()
@@ -101,6 +115,10 @@ describe('compareTrees', () => {
     actual.set('/stray', entry('/stray'))
     const allowed = allowedAdditions(expected, ['/etc/banger/init'])
     expect(allowed).toEqual(['/etc', '/etc/banger', '/etc/banger/init', '/lost+found'])
+    // A directory the source already has stays compared even when listed as injected.
+    expected.set('/etc', entry('/etc', { type: 'directory' }))
+    expect(allowedAdditions(expected, ['/etc', '/etc/x'])).toEqual(['/etc/x', '/lost+found'])
+    expected.delete('/etc')
     expect(compareTrees(expected, actual, { allowed })).toEqual([
       { path: '/stray', field: 'extra', actual: 'file' },
     ])

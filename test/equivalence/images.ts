@@ -62,9 +62,15 @@ export function whiteoutImage(): Promise<OciImage> {
   ])
 }
 
+// user::rw- user:1000:r-- group::r-- mask::r-- other::---
+const ACL_NAMED_USER =
+  '0x0200000001000600ffffffff02000400e803000004000400ffffffff10000400ffffffff20000000ffffffff'
+// default: user::rwx group::r-x other::r-x
+const ACL_DEFAULT = '0x0200000001000700ffffffff04000500ffffffff20000500ffffffff'
+
 /**
  * setuid/setgid, ids above 65535, hard links made across layers, a FIFO, char and block devices
- * (one with a minor above 255), `security.capability` and `user.*` xattrs, a mode-0000 and a
+ * (one with a minor above 255), `security.capability`, `user.*` and POSIX ACL xattrs, a mode-0000 and a
  * read-only (0555) directory with children, a sticky directory, short, long and dangling
  * symlinks, an empty file.
  */
@@ -97,6 +103,17 @@ export function specialFilesImage(): Promise<OciImage> {
       writeFileSync(join(r, 'data/big'), Buffer.alloc(200_000, 'q'))
       sh('setfattr', ['-n', 'user.comment', '-v', 'hello xattr', join(r, 'data/big')])
       sh('setfattr', ['-n', 'user.dir', '-v', '0x00ff10', join(r, 'data')])
+      // POSIX ACLs (what setfacl writes): a named user on a file, a default ACL on a directory.
+      writeFileSync(join(r, 'data/acl-file'), 'acl')
+      sh('setfattr', [
+        '-n',
+        'system.posix_acl_access',
+        '-v',
+        ACL_NAMED_USER,
+        join(r, 'data/acl-file'),
+      ])
+      mkdirSync(join(r, 'data/acl-dir'))
+      sh('setfattr', ['-n', 'system.posix_acl_default', '-v', ACL_DEFAULT, join(r, 'data/acl-dir')])
       mkdirSync(join(r, 'dev'))
       sh('mknod', [join(r, 'dev/console'), 'c', '5', '1'])
       sh('mknod', [join(r, 'dev/wide'), 'c', '240', '70000'])

@@ -3,6 +3,7 @@ export {
   compareTrees,
   formatDifferences,
   hardlinkGroups,
+  normalizeAclHex,
   type CompareOptions,
   type Difference,
   type EntryType,

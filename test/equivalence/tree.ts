@@ -73,6 +73,24 @@ export function hardlinkGroups(tree: Tree): Map<string, string> {
   return groups
 }
 
+const ACL_XATTRS = new Set(['system.posix_acl_access', 'system.posix_acl_default'])
+// ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER carry no id.
+const ACL_TAGS_WITHOUT_ID = new Set([0x01, 0x04, 0x10, 0x20])
+
+/**
+ * A POSIX ACL xattr (hex) with the id of the entries that have none set to ACL_UNDEFINED_ID, as
+ * the kernel reports it: debugfs, converting from ext4's compact on-disk form, writes 0 there.
+ * The two spell the same ACL.
+ */
+export function normalizeAclHex(hex: string): string {
+  const buf = Buffer.from(hex, 'hex')
+  if (buf.length < 4 || (buf.length - 4) % 8 !== 0 || buf.readUInt32LE(0) !== 2) return hex
+  for (let at = 4; at < buf.length; at += 8) {
+    if (ACL_TAGS_WITHOUT_ID.has(buf.readUInt16LE(at))) buf.writeUInt32LE(0xffffffff, at + 4)
+  }
+  return buf.toString('hex')
+}
+
 const FIELDS = [
   'type',
   'mode',
@@ -131,7 +149,9 @@ export function compareTrees(
     const names = new Set([...Object.keys(exp.xattrs), ...Object.keys(act.xattrs)])
     for (const name of [...names].sort()) {
       if (ignoreXattrs.has(name)) continue
-      if (exp.xattrs[name] !== act.xattrs[name])
+      const norm = (v: string | undefined): string | undefined =>
+        v !== undefined && ACL_XATTRS.has(name) ? normalizeAclHex(v) : v
+      if (norm(exp.xattrs[name]) !== norm(act.xattrs[name]))
         diffs.push({
           path,
           field: `xattr ${name}`,
@@ -153,13 +173,14 @@ export function compareTrees(
 /**
  * The paths an image may add beyond its source: each injected file, and each of its parent
  * directories that the source tree lacks (created for it), plus `/lost+found` when the source
- * has none.
+ * has none. An injected path that is a directory in the source stays compared: injecting into a
+ * directory that exists must leave it as it was.
  */
 export function allowedAdditions(expected: Tree, injected: Iterable<string>): string[] {
   const out = new Set<string>()
   if (!expected.has('/lost+found')) out.add('/lost+found')
   for (const file of injected) {
-    out.add(file)
+    if (expected.get(file)?.type !== 'directory') out.add(file)
     let dir = file.slice(0, file.lastIndexOf('/')) || '/'
     while (dir !== '/' && !expected.has(dir)) {
       out.add(dir)
