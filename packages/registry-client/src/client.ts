@@ -135,6 +135,7 @@ export class RegistryClient {
       ? AbortSignal.any([options.signal, controller.signal])
       : controller.signal
     const limit = limiter(this.concurrency)
+    let firstError: unknown
     const paths = image.layers.map((descriptor, index) => {
       const task = limit(async () => {
         throwIfAborted(signal)
@@ -171,14 +172,19 @@ export class RegistryClient {
         })
         return this.cache.blobPath(descriptor.digest)
       }).catch((err: unknown) => {
+        if (firstError === undefined) firstError = err
         controller.abort(err)
         throw err
       })
       task.catch(() => {})
       return task
     })
-    const done = Promise.all(paths)
-      .then(() => this.cache.recordImage(entry, image.refName))
+    // Settle only when every task has: a rejected `done` means no download is still writing.
+    const done = Promise.allSettled(paths)
+      .then(async (results) => {
+        if (results.some((r) => r.status === 'rejected')) throw firstError
+        await this.cache.recordImage(entry, image.refName)
+      })
       .finally(release)
     done.catch(() => {})
     const diffIds = image.config.rootfs.diff_ids
