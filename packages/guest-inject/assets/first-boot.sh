@@ -48,7 +48,7 @@ run() {
 
 # --- kernel command line -------------------------------------------------------
 
-CMDLINE=$(cat /proc/cmdline 2>/dev/null)
+CMDLINE=
 
 # Prints the value of the last `key=value` word on the kernel command line.
 cmdline_value() {
@@ -460,8 +460,17 @@ first_boot() {
   fi
 }
 
+# busybox init without an rcS mounts nothing; everything below needs /proc and /sys.
+mount_kernel_filesystems() {
+  [ -e /proc/cmdline ] || mount -t proc proc /proc 2>/dev/null
+  [ -d /sys/class ] || mount -t sysfs sysfs /sys 2>/dev/null
+  [ -d /run ] || mkdir -p /run
+}
+
 main() {
+  mount_kernel_filesystems
   mkdir -p "${LOG%/*}" 2>/dev/null
+  CMDLINE=$(cat /proc/cmdline 2>/dev/null)
   log "starting ($INIT)"
   setup_network
   setup_hostname
@@ -474,4 +483,5 @@ main() {
   return "$failed"
 }
 
-main
+# Tests source this file with BANGER_FIRST_BOOT_NO_MAIN=1 to call its functions.
+[ "${BANGER_FIRST_BOOT_NO_MAIN:-}" = 1 ] || main

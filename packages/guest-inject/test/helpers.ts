@@ -113,7 +113,7 @@ export const SYSTEMD_TREE: TreeSpec = {
   'etc/passwd': 'root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/nonexistent:/bin/false\n',
   'etc/hostname': 'baked\n',
   'etc/systemd/system/multi-user.target.wants': { dir: 0o755 },
-  root: { dir: 0o700 },
+  root: { dir: 0o755 },
 }
 
 /** A busybox-style root: everything is a link to /bin/busybox, inittab drives the boot. */
