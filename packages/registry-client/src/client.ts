@@ -4,6 +4,7 @@ import { DockerCredentials, defaultDockerConfigPath } from './auth.js'
 import { OciCache, sha256, type IndexEntry } from './cache.js'
 import {
   BlobUnknownError,
+  CacheError,
   DigestMismatchError,
   ManifestInvalidError,
   ManifestTooLargeError,
@@ -419,17 +420,27 @@ export class RegistryClient {
     onBytes: (bytes: number) => void,
   ): Promise<void> {
     const temp = this.cache.tempPath(desc.digest)
-    const fh = await open(temp, 'wx', 0o644)
+    const cacheError = (what: string, err: unknown): CacheError =>
+      new CacheError(this.cache.dir, `cannot ${what} ${temp}: ${(err as Error).message}`, {
+        cause: err,
+      })
+    const fh = await open(temp, 'wx', 0o644).catch((err: unknown) => {
+      throw cacheError('create', err)
+    })
     let closed = false
     try {
       await this.fromEndpoints(ref, signal, (endpoint) =>
         this.fetchBlobInto(endpoint, ref, desc, fh, signal, onBytes),
       )
-      // Durable before visible: a crash must not leave a named blob with missing data.
-      await fh.sync()
-      await fh.close()
-      closed = true
-      await rename(temp, this.cache.blobPath(desc.digest))
+      try {
+        // Durable before visible: a crash must not leave a named blob with missing data.
+        await fh.sync()
+        await fh.close()
+        closed = true
+        await rename(temp, this.cache.blobPath(desc.digest))
+      } catch (err) {
+        throw cacheError('publish', err)
+      }
     } finally {
       if (!closed) await fh.close().catch(() => {})
       await unlink(temp).catch(() => {})
