@@ -242,6 +242,8 @@ export class OciCache {
         lockfilePath: join(this.dir, 'index.json.lock'),
         realpath: false,
         stale: 10_000,
+        // Held for milliseconds; the default handler throws from a timer and would crash the daemon.
+        onCompromised: () => {},
         retries: { retries: 50, minTimeout: 20, maxTimeout: 200, randomize: true },
       })
       let index: IndexFile

@@ -123,6 +123,38 @@ describe('cache safety', () => {
     expect(await hashFile(path!)).toBe(sha(layer))
   })
 
+  it('hands over layer 0 while a later layer is still downloading', async () => {
+    const image = fakeImage([10_000, 20_000, 400_000])
+    const last = image.layers[2]!
+    let release: () => void = () => {}
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const fake = await startFake({
+      image,
+      blob: async (ctx) => {
+        if (ctx.data !== last) return false
+        ctx.res.writeHead(200, { 'content-length': last.length })
+        ctx.res.write(last.subarray(0, 1000))
+        await gate // held until the caller has layer 0 and 1
+        ctx.res.end(last.subarray(1000))
+        return true
+      },
+    })
+    const cacheDir = await tempCache()
+    const session = await client(cacheDir).pull(`${fake.host}/app:1`)
+    const seen: number[] = []
+    for await (const layer of session.cachedLayers()) {
+      seen.push(layer.index)
+      expect(layer.diffId).toBe(session.config.rootfs.diff_ids[layer.index])
+      if (layer.index === 1) {
+        expect(cachedBlobs(cacheDir)).not.toContain(sha(last))
+        release()
+      }
+    }
+    expect(seen).toEqual([0, 1, 2])
+    await session.done
+    expect(cachedBlobs(cacheDir)).toContain(sha(last))
+  })
+
   it('two pulls in one process share each in-flight blob download', async () => {
     const image = fakeImage([300_000, 200_000, 100_000])
     const fake = await startFake({ image, tags: ['1', '2'], blob: trickle(() => true, 10) })
