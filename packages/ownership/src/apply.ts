@@ -11,6 +11,7 @@ import {
   type DebugfsFailure,
 } from './errors.js'
 import type { ApplyOwnershipOptions, OwnershipEntry, OwnershipReport } from './types.js'
+import { listDirectories, type ListedPath } from './listing.js'
 import { verifyEntries } from './verify.js'
 
 /** A value debugfs's ea_set takes inline without any interpretation (it C-unescapes others). */
@@ -49,13 +50,18 @@ export async function applyOwnership(
 
   const workDir = await mkdtemp(join(tmpdir(), 'banger-ownership-'))
   try {
-    const plan = planCommands(checked, workDir)
+    const dirs = checked.filter((e) => e.type === 'directory').map((e) => e.path)
+    const listed = await listDirectories(binary, imagePath, dirs, workDir, signal)
+    // mknod over an existing name would add a second directory entry with that name.
+    for (const e of checked)
+      if (isSpecial(e.type) && listed.has(e.path)) throw new SpecialExistsError(imagePath, e.path)
+
+    const plan = planCommands(checked, workDir, listed)
     for (const [file, value] of plan.valueFiles) await writeFile(file, value)
 
-    if (plan.specials.length)
-      await refuseExistingSpecials(binary, imagePath, plan.specials, workDir, signal)
-
     const failures: DebugfsFailure[] = []
+    const inodes = new Map<string, number>()
+    for (const [path, { ino }] of listed) inodes.set(path, ino)
     await runDebugfs({
       binary,
       image: imagePath,
@@ -64,7 +70,12 @@ export async function applyOwnership(
       workDir,
       signal,
       onOutput: (i, lines) => {
-        const bad = lines.filter((l) => l.trim() !== '' && !/^Allocated inode: \d+$/.test(l))
+        const bad: string[] = []
+        for (const line of lines) {
+          const made = /^Allocated inode: (\d+)$/.exec(line)
+          if (made) inodes.set(plan.owners[i]!, Number(made[1]))
+          else if (line.trim() !== '') bad.push(line)
+        }
         if (bad.length)
           failures.push({
             path: plan.owners[i],
@@ -78,6 +89,8 @@ export async function applyOwnership(
     let verified = 0
     if (options.verify ?? true) {
       verified = await verifyEntries({
+        inodes,
+        directories: dirs,
         binary,
         image: imagePath,
         entries: checked,
@@ -97,14 +110,22 @@ interface CommandPlan {
   owners: (string | undefined)[]
   /** Temp files holding xattr values that cannot go inline, by file name. */
   valueFiles: Map<string, Buffer>
-  specials: string[]
 }
 
-function planCommands(entries: CheckedEntry[], workDir: string): CommandPlan {
+function planCommands(
+  entries: CheckedEntry[],
+  workDir: string,
+  listed: Map<string, ListedPath>,
+): CommandPlan {
+  // `<ino>` for what the listing found (no directory scan per command); the quoted path for what
+  // it did not, so debugfs's own "File not found" names the path.
+  const spec = (path: string): string => {
+    const hit = listed.get(path)
+    return hit ? `<${hit.ino}>` : quoteArg(path)
+  }
   const commands: string[] = []
   const owners: (string | undefined)[] = []
   const valueFiles = new Map<string, Buffer>()
-  const specials: string[] = []
   const add = (path: string, command: string): void => {
     commands.push(command)
     owners.push(path)
@@ -130,7 +151,6 @@ function planCommands(entries: CheckedEntry[], workDir: string): CommandPlan {
   for (const e of inodeOwners) {
     if (!isSpecial(e.type)) continue
     const { parent, base } = splitPath(e.path)
-    specials.push(e.path)
     add(e.path, `cd ${quoteArg(parent)}`)
     // debugfs 1.47's mknod rejects some minors (70000), so make it 0:0 and write the device
     // number the way the kernel encodes it in i_block.
@@ -148,13 +168,12 @@ function planCommands(entries: CheckedEntry[], workDir: string): CommandPlan {
   for (const e of extraLinks) {
     const first = firstOfGroup.get(e.hardlinkGroup!)!
     if (!isSpecial(first.type)) continue
-    specials.push(e.path)
     specialGroups.add(e.hardlinkGroup!)
     add(e.path, `ln ${quoteArg(first.path)} ${quoteArg(e.path)}`)
   }
 
   for (const e of inodeOwners) {
-    const p = quoteArg(e.path)
+    const p = spec(e.path)
     add(e.path, `sif ${p} mode 0${(TYPE_BITS[e.type] | e.mode).toString(8)}`)
     // sif's uid/gid fields write i_uid_high/i_gid_high too (checked with uid 100000).
     add(e.path, `sif ${p} uid ${e.uid}`)
@@ -180,30 +199,7 @@ function planCommands(entries: CheckedEntry[], workDir: string): CommandPlan {
       }
     }
   }
-  return { commands, owners, valueFiles, specials }
-}
-
-/** mknod over an existing name would add a second directory entry, so look first (read-only). */
-async function refuseExistingSpecials(
-  binary: string,
-  image: string,
-  paths: string[],
-  workDir: string,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  let existing: string | undefined
-  await runDebugfs({
-    binary,
-    image,
-    commands: paths.map((p) => `stat ${quoteArg(p)}`),
-    write: false,
-    workDir,
-    signal,
-    onOutput: (i, lines) => {
-      if (!existing && lines.some((l) => l.startsWith('Inode:'))) existing = paths[i]
-    },
-  })
-  if (existing) throw new SpecialExistsError(image, existing)
+  return { commands, owners, valueFiles }
 }
 
 /**

@@ -1,4 +1,5 @@
 import { quoteArg, runDebugfs } from './debugfs.js'
+import { absorbListing, lsCommand, ROOT_INO, type ListedPath } from './listing.js'
 import { DEBUGFS_TYPE_WORD, type CheckedEntry } from './entries.js'
 import { OwnershipMismatchError, type OwnershipMismatch } from './errors.js'
 
@@ -75,20 +76,23 @@ interface VerifyBatch {
   binary: string
   image: string
   entries: CheckedEntry[]
+  /** Inode of each path as the write batch addressed it (directory listing, or mknod's output). */
+  inodes: Map<string, number>
+  /** Directories to list again, to check every name leads to its inode exactly once. */
+  directories: string[]
   workDir: string
   signal?: AbortSignal
 }
 
 /**
- * Reads every entry back in one read-only debugfs process (`stat` per path, `ea_get -x` per
- * xattr) and rejects with E_OWNERSHIP_MISMATCH listing every difference. Resolves to the number of
- * entries checked.
+ * Reads every entry back in one read-only debugfs process and rejects with E_OWNERSHIP_MISMATCH
+ * listing every difference: `ls -p` of every directory (each name present once, at the inode the
+ * write addressed; hardlinks at one inode), `stat` of every inode (type, mode, uid, gid, mtime,
+ * device numbers, link count, xattr names) and `ea_get -x` of every xattr (the bytes). Resolves to
+ * the number of entries checked.
  */
 export async function verifyEntries(batch: VerifyBatch): Promise<number> {
-  const { entries } = batch
-  const commands: string[] = []
-  // What each command checks: a stat of entry i, or xattr `name` of entry i.
-  const checks: { entry: number; xattr?: string }[] = []
+  const { entries, inodes, directories } = batch
   const groupSize = new Map<number, number>()
   // Later names of a hardlink group are held to what the first name (which carries the inode) says.
   const firstOfGroup = new Map<number, CheckedEntry>()
@@ -99,38 +103,45 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
   }
   const ownerOf = (e: CheckedEntry): CheckedEntry =>
     e.hardlinkGroup === undefined ? e : firstOfGroup.get(e.hardlinkGroup)!
-  entries.forEach((e, i) => {
-    const p = quoteArg(e.path)
+  const spec = (path: string): string => {
+    const ino = inodes.get(path)
+    return ino === undefined ? quoteArg(path) : `<${ino}>`
+  }
+
+  const commands: string[] = directories.map(lsCommand)
+  // What each command after the listings checks: the stat, or xattr `name`, of an inode owner.
+  const checks: { entry: CheckedEntry; xattr?: string }[] = []
+  for (const e of entries) {
+    if (ownerOf(e) !== e) continue
+    const p = spec(e.path)
     commands.push(`stat ${p}`)
-    checks.push({ entry: i })
-    if (ownerOf(e) !== e) return
+    checks.push({ entry: e })
     for (const name of e.values.keys()) {
       commands.push(`ea_get -x ${p} ${quoteArg(name)}`)
-      checks.push({ entry: i, xattr: name })
+      checks.push({ entry: e, xattr: name })
     }
-  })
+  }
 
   const mismatches: OwnershipMismatch[] = []
-  const groupInode = new Map<number, number>()
   const miss = (path: string, field: string, expected: unknown, actual: unknown): void => {
     mismatches.push({ path, field, expected: String(expected), actual: String(actual) })
   }
   const octal = (n: number): string => `0${n.toString(8)}`
+  const listed = new Map<string, ListedPath>([['/', { ino: ROOT_INO, count: 1 }]])
   await runDebugfs({
     ...batch,
     commands,
     write: false,
     onOutput: (i, lines) => {
-      const check = checks[i]!
-      const named = entries[check.entry]!
-      const e = ownerOf(named)
-      const path = named.path
+      if (i < directories.length) return absorbListing(listed, directories[i]!, lines)
+      const check = checks[i - directories.length]!
+      const e = check.entry
       if (check.xattr !== undefined) {
         const actual = parseEaGetHex(lines)
         const expected = e.values.get(check.xattr)!
         if (!actual || !actual.equals(expected))
           miss(
-            path,
+            e.path,
             `xattr ${check.xattr}`,
             expected.toString('hex') || '(empty)',
             actual ? actual.toString('hex') || '(empty)' : lines.join(' / ') || '(missing)',
@@ -138,34 +149,36 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
         return
       }
       const s = parseStat(lines)
-      if (!s) return miss(path, 'existence', 'an inode', lines.join(' / ') || 'no output')
+      if (!s) return miss(e.path, 'inode', 'a readable inode', lines.join(' / ') || 'no output')
       if (s.type !== DEBUGFS_TYPE_WORD[e.type])
-        miss(path, 'type', DEBUGFS_TYPE_WORD[e.type], s.type)
-      if (s.mode !== e.mode) miss(path, 'mode', octal(e.mode), octal(s.mode))
-      if (s.uid !== e.uid) miss(path, 'uid', e.uid, s.uid)
-      if (s.gid !== e.gid) miss(path, 'gid', e.gid, s.gid)
-      if (e.mtime !== undefined && s.mtime !== e.mtime) miss(path, 'mtime', e.mtime, s.mtime)
+        miss(e.path, 'type', DEBUGFS_TYPE_WORD[e.type], s.type)
+      if (s.mode !== e.mode) miss(e.path, 'mode', octal(e.mode), octal(s.mode))
+      if (s.uid !== e.uid) miss(e.path, 'uid', e.uid, s.uid)
+      if (s.gid !== e.gid) miss(e.path, 'gid', e.gid, s.gid)
+      if (e.mtime !== undefined && s.mtime !== e.mtime) miss(e.path, 'mtime', e.mtime, s.mtime)
       if (e.type === 'char' || e.type === 'block') {
         if (s.devMajor !== e.devMajor || s.devMinor !== e.devMinor)
-          miss(path, 'device', `${e.devMajor}:${e.devMinor}`, `${s.devMajor}:${s.devMinor}`)
+          miss(e.path, 'device', `${e.devMajor}:${e.devMinor}`, `${s.devMajor}:${s.devMinor}`)
       }
       if (e.type !== 'directory') {
         const links = e.hardlinkGroup === undefined ? 1 : groupSize.get(e.hardlinkGroup)!
-        if (s.links !== links) miss(path, 'link count', links, s.links)
+        if (s.links !== links) miss(e.path, 'link count', links, s.links)
       }
-      if (e.hardlinkGroup !== undefined) {
-        const first = groupInode.get(e.hardlinkGroup)
-        if (first === undefined) groupInode.set(e.hardlinkGroup, s.inode)
-        else if (first !== s.inode) miss(path, 'inode (hardlink)', first, s.inode)
-      }
-      if (named === e) {
-        const actual = s.xattrs.filter((n) => !IGNORED_XATTRS.has(n)).sort()
-        const expected = [...e.values.keys()].sort()
-        if (actual.join(',') !== expected.join(','))
-          miss(path, 'xattr names', expected.join(',') || '(none)', actual.join(',') || '(none)')
-      }
+      const actual = s.xattrs.filter((n) => !IGNORED_XATTRS.has(n)).sort()
+      const expected = [...e.values.keys()].sort()
+      if (actual.join(',') !== expected.join(','))
+        miss(e.path, 'xattr names', expected.join(',') || '(none)', actual.join(',') || '(none)')
     },
   })
+
+  // Every name is in its directory once, at the inode the batch wrote (its group's for hardlinks).
+  for (const e of entries) {
+    const found = listed.get(e.path)
+    const want = inodes.get(ownerOf(e).path)
+    if (!found) miss(e.path, 'directory entry', 'present', 'missing')
+    else if (found.count !== 1) miss(e.path, 'directory entry', 'one name', `${found.count} names`)
+    else if (want !== undefined && found.ino !== want) miss(e.path, 'inode', want, found.ino)
+  }
   if (mismatches.length) throw new OwnershipMismatchError(batch.image, mismatches)
   return entries.length
 }

@@ -122,6 +122,20 @@ describe('applyOwnership failures', () => {
     ])
   })
 
+  it('finds a name listed twice in its directory on read-back', async () => {
+    const image = freshImage()
+    // debugfs's ln links without checking the name: a second "hostname" entry in /etc.
+    await run('debugfs', ['-w', '-R', 'ln /etc/hostname /etc', image])
+    const err = await applyOwnership(image, base).catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'E_OWNERSHIP_MISMATCH' })
+    expect((err as { mismatches: unknown[] }).mismatches).toContainEqual({
+      path: '/etc/hostname',
+      field: 'directory entry',
+      expected: 'one name',
+      actual: '2 names',
+    })
+  })
+
   it('says how to get debugfs when it is missing, and fails loudly on a non-ext4 image', async () => {
     const image = freshImage()
     await expect(
