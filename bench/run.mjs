@@ -22,7 +22,10 @@ const banger = join(repo, 'packages/cli/dist/bin.js')
 const GiB = 1024 ** 3
 const MiB = 1024 ** 2
 
+// `pnpm bench -- --reps 5` hands the script a literal `--`: drop it.
+const argv = process.argv.slice(2).filter((a) => a !== '--')
 const { values: opts } = parseArgs({
+  args: argv,
   options: {
     reps: { type: 'string', default: '3' },
     scale: { type: 'boolean', default: false },
@@ -573,7 +576,6 @@ try {
 const v = await versions()
 const loadAfter = loadavg()
 const date = startedAt.toISOString().slice(0, 10)
-const argv = process.argv.slice(2)
 const header = [
   `# banger bench, ${date}`,
   '',
