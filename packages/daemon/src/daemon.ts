@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs'
-import { chmod, mkdir, open, readFile, unlink } from 'node:fs/promises'
+import { chmod, link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
 import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { pino, type Logger } from 'pino'
 import { loadConfig, type BangerConfig } from './config.js'
 import { ImageService } from './images.js'
@@ -98,7 +99,7 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
   )
   const config = await loadConfig(paths.configPath)
   const pidFile = join(paths.stateDir, 'bangerd.pid')
-  await claimPidFile(pidFile)
+  await claimPidFile(pidFile, paths.socketPath)
   let store: Store | undefined
   try {
     await claimSocket(paths.socketPath)
@@ -192,7 +193,7 @@ const MAX_SOCKET_PATH = 107
 const heldPidFiles = new Set<string>()
 
 /** One daemon per state dir: a pid file, taken over when its owner is gone. */
-async function claimPidFile(path: string): Promise<void> {
+async function claimPidFile(path: string, socketPath: string): Promise<void> {
   if (heldPidFiles.has(path)) {
     throw new RpcError(
       ERROR_CODES.DAEMON_RUNNING,
@@ -200,7 +201,7 @@ async function claimPidFile(path: string): Promise<void> {
       { hint: 'Stop it first.' },
     )
   }
-  await takePidFile(path)
+  await takePidFile(path, socketPath)
   heldPidFiles.add(path)
 }
 
@@ -209,28 +210,54 @@ async function releasePidFile(path: string): Promise<void> {
   await unlink(path).catch(() => undefined)
 }
 
-async function takePidFile(path: string): Promise<void> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(path, 'wx', 0o600)
-      await fh.writeFile(`${process.pid}\n`)
-      await fh.close()
-      return
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+/**
+ * Create the pid file atomically with its content (write a temp file, then link(2), which fails
+ * with EEXIST), so a reader never sees it empty. When a live daemon holds it, wait until that
+ * daemon answers on `socketPath` (it may still be starting: two CLIs racing to autostart) and
+ * then refuse with E_DAEMON_RUNNING; a dead holder's file is replaced.
+ */
+async function takePidFile(path: string, socketPath: string): Promise<void> {
+  const temp = `${path}.${process.pid}.tmp`
+  await writeFile(temp, `${process.pid}\n`, { mode: 0o600 })
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await link(temp, path)
+        return
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      }
+      const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim())
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        const deadline = Date.now() + 10_000
+        while (Date.now() < deadline && isAlive(pid) && !(await answers(socketPath))) {
+          await sleep(50)
+        }
+        if (!isAlive(pid)) continue
+        throw new RpcError(
+          ERROR_CODES.DAEMON_RUNNING,
+          `another bangerd (pid ${pid}) already uses state dir ${dirname(path)}`,
+          { hint: 'Use it, or stop it first with `banger daemon stop`.' },
+        )
+      }
+      await unlink(path).catch(() => undefined) // stale: its owner died without cleaning up
     }
-    const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim())
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-      throw new RpcError(
-        ERROR_CODES.DAEMON_RUNNING,
-        `another bangerd (pid ${pid}) already uses state dir ${dirname(path)}`,
-        { hint: 'Stop it with `banger daemon stop`, or point BANGER_STATE_DIR elsewhere.' },
-      )
-    }
-    await unlink(path).catch(() => undefined) // stale: its owner died without cleaning up
+    throw new RpcError(ERROR_CODES.DAEMON_RUNNING, `could not claim pid file ${path}`, {
+      hint: 'Another bangerd is starting at the same time; try again.',
+    })
+  } finally {
+    await unlink(temp).catch(() => undefined)
   }
-  throw new RpcError(ERROR_CODES.DAEMON_RUNNING, `could not claim pid file ${path}`, {
-    hint: 'Another bangerd is starting at the same time; try again.',
+}
+
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const probe = createConnection({ path: socketPath })
+    probe.once('connect', () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.once('error', () => resolve(false))
   })
 }
 
@@ -245,14 +272,7 @@ function isAlive(pid: number): boolean {
 
 /** Fail when a live daemon answers on the socket; remove a stale socket file. */
 async function claimSocket(path: string): Promise<void> {
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = createConnection({ path })
-    probe.once('connect', () => {
-      probe.destroy()
-      resolve(true)
-    })
-    probe.once('error', () => resolve(false))
-  })
+  const live = await answers(path)
   if (live) {
     throw new RpcError(ERROR_CODES.DAEMON_RUNNING, `a daemon already listens on ${path}`, {
       hint: 'Use it, or stop it first with `banger daemon stop`.',

@@ -346,6 +346,23 @@ describe('bangerd pulls as an unprivileged user', () => {
     expect(st.blocks * 512).toBeLessThan(st.size / 4)
   })
 
+  it('two daemons started at once: one serves, the other exits 1 once the first answers', async () => {
+    const e = userEnv()
+    const [a, b] = await Promise.allSettled([spawnDaemon(e), spawnDaemon(e)])
+    const winners = [a, b].filter((r) => r.status === 'fulfilled')
+    const losers = [a, b].filter((r) => r.status === 'rejected')
+    expect(winners).toHaveLength(1)
+    expect(losers).toHaveLength(1)
+    expect(String((losers[0] as PromiseRejectedResult).reason)).toMatch(
+      /exited 1: bangerd: another bangerd/,
+    )
+    const d = winners[0]!.value
+    expect((await d.client.call('daemon.status', {})).pid).toBe(d.child.pid)
+    d.client.close()
+    d.child.kill('SIGTERM')
+    expect(await d.exited).toBe(0)
+  })
+
   it('a second daemon on the same socket fails clearly; SIGTERM stops cleanly', async () => {
     const e = userEnv()
     const d = await spawnDaemon(e)
