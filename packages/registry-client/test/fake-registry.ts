@@ -90,6 +90,8 @@ export interface FakeOptions {
   /** Raw manifest override (bytes and content type) for a tag. */
   manifests?: Record<string, { body: Buffer; contentType: string }>
   bearer?: boolean
+  /** Listen address; default 127.0.0.1. `host` still names 127.0.0.1. */
+  address?: string
 }
 
 export interface FakeRegistry {
@@ -121,9 +123,10 @@ export function serveRange(req: IncomingMessage, res: ServerResponse, data: Buff
 
 export async function listen(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
+  address = '127.0.0.1',
 ): Promise<{ server: Server; host: string }> {
   const server = createServer(handler)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  await new Promise<void>((resolve) => server.listen(0, address, resolve))
   const { port } = server.address() as AddressInfo
   onTestFinished(
     () =>
@@ -144,7 +147,8 @@ export async function startFake(options: FakeOptions): Promise<FakeRegistry> {
   let token = `tok-${randomBytes(4).toString('hex')}`
   let host = ''
 
-  const { server, host: h } = await listen((req, res) => {
+  const { server, host: h } = await listen(handler, options.address)
+  function handler(req: IncomingMessage, res: ServerResponse): void {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://x')
       const seen = {
@@ -222,7 +226,7 @@ export async function startFake(options: FakeOptions): Promise<FakeRegistry> {
       res.writeHead(404, { 'content-type': 'application/json' })
       res.end(JSON.stringify({ errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown' }] }))
     })()
-  })
+  }
   host = h
   return {
     host,

@@ -156,6 +156,12 @@ describe('pull from a real registry', () => {
     }
     expect(inspected.Digest).toBe(session.manifestDigest)
     expect(inspected.Layers).toEqual(session.layers.map((l) => l.digest))
+    const { stdout: stat } = await exec('umoci', [
+      'stat',
+      '--image',
+      `${cacheDir}:${session.refName}`,
+    ])
+    expect(stat).toContain(session.layers[0]!.digest.slice(0, 20))
     await rc.close()
   })
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { RegistryClient, type PullSession } from '../src/index.js'
@@ -268,4 +269,27 @@ describe('transport failures a real registry will not produce on demand', () => 
     const [path] = await drain(await client(cacheDir).pull(`${fake.host}/app:1`))
     expect(await hashFile(path!)).toBe(sha(layer))
   })
+
+  const lanAddress = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i && !i.internal && i.family === 'IPv4')?.address
+
+  it.skipIf(!lanAddress)(
+    'uses HTTPS for a non-loopback host unless it is in insecureRegistries',
+    async () => {
+      const image = fakeImage([100])
+      const fake = await startFake({ image, address: '0.0.0.0' })
+      const host = `${lanAddress}:${fake.host.split(':')[1]}`
+      const err = await client(await tempCache())
+        .resolve(`${host}/app:1`)
+        .catch((e: unknown) => e)
+      expect(err).toMatchObject({ code: 'E_REGISTRY_UNREACHABLE' })
+      expect((err as Error).message).toContain(`https://${host}/v2/app/manifests/1`)
+      expect(fake.requests).toEqual([]) // a TLS hello is not an HTTP request
+      const ok = await client(await tempCache(), { insecureRegistries: [host] }).resolve(
+        `${host}/app:1`,
+      )
+      expect(ok.manifestDigest).toBe(image.manifestDigest)
+    },
+  )
 })
