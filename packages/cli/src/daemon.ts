@@ -108,6 +108,9 @@ async function startDaemon(paths: BangerPaths, opts: StartOptions): Promise<Conn
       if (client)
         return child.pid === undefined || exited ? { client } : { client, startedPid: child.pid }
       if (exited) {
+        // It may have lost a race to another daemon that answers by now.
+        const winner = await tryConnect(paths, opts.signal)
+        if (winner) return { client: winner }
         const said = lastLogLine(logPath, logStart)
         throw new CliError(
           'E_DAEMON_START',
@@ -131,8 +134,8 @@ async function startDaemon(paths: BangerPaths, opts: StartOptions): Promise<Conn
 }
 
 /**
- * The last thing the daemon wrote to its log since `from`: a plain stderr line as is, a pino JSON
- * line as its `msg` (and `err.message`). Cut to 200 characters; undefined when there is none.
+ * The last thing the daemon wrote to its log since `from`: a plain stderr line as is (indented
+ * continuation lines skipped), a pino JSON line as its `msg` (and `err.message`). Cut to 200 characters; undefined when there is none.
  */
 export function lastLogLine(logPath: string, from: number): string | undefined {
   let text: string
@@ -141,11 +144,13 @@ export function lastLogLine(logPath: string, from: number): string | undefined {
   } catch {
     return undefined
   }
+  // The last line that is not indented: bangerd prints `bangerd: <message>` and then its hint
+  // indented on the next line.
   const line = text
     .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean)
+    .filter((l) => l.trim() && !/^\s/.test(l))
     .at(-1)
+    ?.trim()
   if (!line) return undefined
   let said = line
   if (line.startsWith('{')) {
