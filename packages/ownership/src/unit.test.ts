@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { encodeDevice } from './apply.js'
 import { quoteArg } from './debugfs.js'
 import { checkEntry, splitPath } from './entries.js'
-import { parseEaGetHex, parseStat } from './verify.js'
+import { parseEaGetHex, parseStat, sameXattrValue } from './verify.js'
 
 describe('quoteArg', () => {
   it('wraps in double quotes, doubles inner quotes, keeps backslashes literal', () => {
@@ -112,5 +112,36 @@ describe('parseEaGetHex', () => {
     expect(parseEaGetHex(['user.d (0)'])).toEqual(Buffer.alloc(0))
     expect(parseEaGetHex(['user.b (3) = 71 '])).toBeUndefined()
     expect(parseEaGetHex(['ea_get: Extended attribute key not found'])).toBeUndefined()
+  })
+})
+
+describe('sameXattrValue', () => {
+  // The demo pull of Debian failed verification on /var/log/journal's ACL: debugfs reads the
+  // id-less ACL entries back with id 0 where the tar had 0xffffffff.
+  const acl = (ids: [number, number, number]): Buffer => {
+    const b = Buffer.alloc(4 + 3 * 8)
+    b.writeUInt32LE(2, 0)
+    const entries: [number, number][] = [
+      [0x01, 7], // USER_OBJ
+      [0x08, 5], // GROUP (named: keeps its id)
+      [0x20, 5], // OTHER
+    ]
+    entries.forEach(([tag, perm], i) => {
+      b.writeUInt16LE(tag, 4 + i * 8)
+      b.writeUInt16LE(perm, 6 + i * 8)
+      b.writeUInt32LE(ids[i]!, 8 + i * 8)
+    })
+    return b
+  }
+  it('treats the ids of id-less ACL entries as equal', () => {
+    expect(
+      sameXattrValue('system.posix_acl_access', acl([0xffffffff, 4, 0xffffffff]), acl([0, 4, 0])),
+    ).toBe(true)
+  })
+  it('still catches a different named-group id or another xattr', () => {
+    expect(
+      sameXattrValue('system.posix_acl_access', acl([0xffffffff, 4, 0xffffffff]), acl([0, 5, 0])),
+    ).toBe(false)
+    expect(sameXattrValue('user.x', acl([0xffffffff, 4, 0]), acl([0, 4, 0]))).toBe(false)
   })
 })

@@ -139,7 +139,7 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
       if (check.xattr !== undefined) {
         const actual = parseEaGetHex(lines)
         const expected = e.values.get(check.xattr)!
-        if (!actual || !actual.equals(expected))
+        if (!actual || !sameXattrValue(check.xattr, expected, actual))
           miss(
             e.path,
             `xattr ${check.xattr}`,
@@ -181,4 +181,30 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
   }
   if (mismatches.length) throw new OwnershipMismatchError(batch.image, mismatches)
   return entries.length
+}
+
+const ACL_XATTRS = new Set(['system.posix_acl_access', 'system.posix_acl_default'])
+/** ACL tags whose entries carry a uid or gid; the others (USER_OBJ, GROUP_OBJ, MASK, OTHER) have none. */
+const ACL_USER = 0x02
+const ACL_GROUP = 0x08
+
+/**
+ * Compares an xattr as the kernel will read it. ext4 stores POSIX ACLs in a compact form without
+ * ids for the id-less tags, so the tar's `ffffffff` there comes back from debugfs as `00000000`:
+ * the same ACL. Those ids are zeroed on both sides before comparing.
+ */
+export function sameXattrValue(name: string, expected: Buffer, actual: Buffer): boolean {
+  if (!ACL_XATTRS.has(name)) return expected.equals(actual)
+  return normalizeAcl(expected).equals(normalizeAcl(actual))
+}
+
+function normalizeAcl(value: Buffer): Buffer {
+  // 4-byte header, then 8-byte entries: u16 tag, u16 perm, u32 id (little-endian).
+  if (value.length < 4 || (value.length - 4) % 8 !== 0) return value
+  const out = Buffer.from(value)
+  for (let off = 4; off < out.length; off += 8) {
+    const tag = out.readUInt16LE(off)
+    if (tag !== ACL_USER && tag !== ACL_GROUP) out.writeUInt32LE(0, off + 4)
+  }
+  return out
 }
