@@ -347,6 +347,10 @@ export class RegistryClient {
       const data = await readCapped(res, MANIFEST_SIZE_LIMIT, url)
       const digest = sha256(data)
       if (byDigest && digest !== reference) throw new DigestMismatchError(url, reference, digest)
+      // The registry's own digest for a tag: catches a manifest mangled on the way.
+      const announced = header(res, 'docker-content-digest')
+      if (announced?.startsWith('sha256:') && announced !== digest)
+        throw new DigestMismatchError(url, announced, digest)
       return { data, digest, parsed: parseManifest(name, data, contentType) }
     })
   }

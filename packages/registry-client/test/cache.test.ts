@@ -232,6 +232,11 @@ describe('manifest checks', () => {
     await expect(rc.resolve(`${fake.host}/app@${other.manifestDigest}`)).rejects.toMatchObject({
       code: 'E_DIGEST_MISMATCH',
     })
+    // By tag, a Docker-Content-Digest header that disagrees with the bytes is caught too.
+    const lying = await startFake({ image: other, announce: image.manifestDigest })
+    await expect(rc.resolve(`${lying.host}/app:1`)).rejects.toMatchObject({
+      code: 'E_DIGEST_MISMATCH',
+    })
     await rc.close()
   })
 })

@@ -90,6 +90,8 @@ export interface FakeOptions {
   /** Raw manifest override (bytes and content type) for a tag. */
   manifests?: Record<string, { body: Buffer; contentType: string }>
   bearer?: boolean
+  /** Docker-Content-Digest to announce for tags instead of the true one. */
+  announce?: string
   /** Listen address; default 127.0.0.1. `host` still names 127.0.0.1. */
   address?: string
 }
@@ -195,7 +197,7 @@ export async function startFake(options: FakeOptions): Promise<FakeRegistry> {
         if (tags.includes(ref) || ref === options.image.manifestDigest) {
           res.writeHead(200, {
             'content-type': 'application/vnd.oci.image.manifest.v1+json',
-            'docker-content-digest': options.image.manifestDigest,
+            'docker-content-digest': options.announce ?? options.image.manifestDigest,
           })
           res.end(options.image.manifest)
           return
