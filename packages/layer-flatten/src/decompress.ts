@@ -62,7 +62,9 @@ function zstdProcess(bin: string, place: ErrorPlace) {
     })
     let stderr = ''
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-500)))
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('close', (code) => resolve(code)),
+    )
     child.stdin.on('error', () => {}) // EPIPE when zstd stops early; its exit code says why
     const feed = (async () => {
       for await (const chunk of source) {
@@ -80,9 +82,9 @@ function zstdProcess(bin: string, place: ErrorPlace) {
       }
       child.stdin.end()
     })()
-    let fed: unknown = undefined
+    let fed: Error | undefined
     feed.catch((err: unknown) => {
-      fed = err ?? new Error('source failed')
+      fed = err instanceof Error ? err : new Error(String(err))
       child.kill()
     })
     try {
@@ -91,7 +93,10 @@ function zstdProcess(bin: string, place: ErrorPlace) {
       if (fed) throw fed
       await feed
       if (code !== 0) {
-        throw new CorruptLayerError(`zstd: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`, place)
+        throw new CorruptLayerError(
+          `zstd: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`,
+          place,
+        )
       }
     } finally {
       if (child.exitCode === null) child.kill()

@@ -1,4 +1,12 @@
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs'
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
@@ -14,19 +22,37 @@ function tempDest(): string {
   return join(dir, 'rootfs')
 }
 
-async function flatten(...stack: TestEntry[][]): Promise<{ dest: string; result: FlattenResult; get: (p: string) => EntryRecord | undefined }> {
+async function flatten(
+  ...stack: TestEntry[][]
+): Promise<{ dest: string; result: FlattenResult; get: (p: string) => EntryRecord | undefined }> {
   const dest = tempDest()
   const result = await flattenToDirectory(await layers(...stack), dest)
   return { dest, result, get: (p) => result.entries.find((e) => e.path === p) }
 }
 
 const paths = (r: FlattenResult) => r.entries.map((e) => e.path)
-const dir = (name: string, extra: Partial<TestEntry> = {}): TestEntry => ({ name, type: 'directory', ...extra })
-const file = (name: string, content = name, extra: Partial<TestEntry> = {}): TestEntry => ({ name, content, ...extra })
+const dir = (name: string, extra: Partial<TestEntry> = {}): TestEntry => ({
+  name,
+  type: 'directory',
+  ...extra,
+})
+const file = (name: string, content = name, extra: Partial<TestEntry> = {}): TestEntry => ({
+  name,
+  content,
+  ...extra,
+})
 
 test('a whiteout deletes a lower file, symlink and whole directory', async () => {
   const { dest, result } = await flatten(
-    [dir('d'), file('d/keep'), file('d/gone'), { name: 'd/ln', type: 'symlink', linkname: 'keep' }, dir('tree'), dir('tree/sub'), file('tree/sub/f')],
+    [
+      dir('d'),
+      file('d/keep'),
+      file('d/gone'),
+      { name: 'd/ln', type: 'symlink', linkname: 'keep' },
+      dir('tree'),
+      dir('tree/sub'),
+      file('tree/sub/f'),
+    ],
     [file('d/.wh.gone', ''), file('d/.wh.ln', ''), file('.wh.tree', '')],
   )
   expect(paths(result)).toEqual(['/', '/d', '/d/keep'])
@@ -65,14 +91,28 @@ test('a whiteout under a lower directory that also got new entries keeps those',
 
 test('bad whiteouts are errors', async () => {
   for (const bad of [[file('.wh.', '')], [file('d/.wh..wh.plnk', '')], [dir('.wh.x')]]) {
-    await expect(flattenToDirectory(await layers(bad), tempDest())).rejects.toMatchObject({ code: 'E_BAD_WHITEOUT' })
+    await expect(flattenToDirectory(await layers(bad), tempDest())).rejects.toMatchObject({
+      code: 'E_BAD_WHITEOUT',
+    })
   }
 })
 
 test('type changes unlink and recreate; dir over dir keeps contents and takes new metadata', async () => {
   const { dest, get, result } = await flatten(
-    [file('f2d'), dir('d2f'), file('d2f/child'), file('f2l'), dir('keep', { mode: 0o700, mtime: 5 }), file('keep/child')],
-    [dir('f2d'), file('d2f', 'now a file'), { name: 'f2l', type: 'symlink', linkname: '/x' }, dir('keep', { mode: 0o750, uid: 7, mtime: 9 })],
+    [
+      file('f2d'),
+      dir('d2f'),
+      file('d2f/child'),
+      file('f2l'),
+      dir('keep', { mode: 0o700, mtime: 5 }),
+      file('keep/child'),
+    ],
+    [
+      dir('f2d'),
+      file('d2f', 'now a file'),
+      { name: 'f2l', type: 'symlink', linkname: '/x' },
+      dir('keep', { mode: 0o750, uid: 7, mtime: 9 }),
+    ],
   )
   expect(lstatSync(join(dest, 'f2d')).isDirectory()).toBe(true)
   expect(readFileSync(join(dest, 'd2f'), 'utf8')).toBe('now a file')
@@ -90,7 +130,12 @@ test('a path deleted and recreated later is there', async () => {
 test('hardlinks within a layer and to lower files share one inode; rewriting a name splits it', async () => {
   const { dest, get, result } = await flatten(
     [file('a', 'shared'), file('solo', 'solo')],
-    [{ name: 'b', type: 'link', linkname: 'a' }, { name: 'c', type: 'link', linkname: './b' }, file('d'), { name: 'e', type: 'link', linkname: 'd' }],
+    [
+      { name: 'b', type: 'link', linkname: 'a' },
+      { name: 'c', type: 'link', linkname: './b' },
+      file('d'),
+      { name: 'e', type: 'link', linkname: 'd' },
+    ],
     [file('a', 'rewritten')],
   )
   expect(statSync(join(dest, 'b')).ino).toBe(statSync(join(dest, 'c')).ino)
@@ -107,13 +152,19 @@ test('hardlinks within a layer and to lower files share one inode; rewriting a n
 })
 
 test('a hardlink to a missing target names both paths', async () => {
-  const run = flattenToDirectory(await layers([{ name: 'etc/link', type: 'link', linkname: 'etc/nowhere' }]), tempDest())
+  const run = flattenToDirectory(
+    await layers([{ name: 'etc/link', type: 'link', linkname: 'etc/nowhere' }]),
+    tempDest(),
+  )
   await expect(run).rejects.toMatchObject({ code: 'E_MISSING_LINK_TARGET' })
   await expect(run).rejects.toThrow(/"\/etc\/link".*"\/etc\/nowhere"/)
 })
 
 test('duplicate entries: the last one wins', async () => {
-  const { dest, get } = await flatten([file('x', 'first', { mode: 0o600 }), file('x', 'second', { mode: 0o640 })])
+  const { dest, get } = await flatten([
+    file('x', 'first', { mode: 0o600 }),
+    file('x', 'second', { mode: 0o640 }),
+  ])
   expect(readFileSync(join(dest, 'x'), 'utf8')).toBe('second')
   expect(get('/x')?.mode).toBe(0o640)
 })
@@ -141,13 +192,27 @@ test('PAX long names and link targets, UTF-8 names, uid/gid up to 2^32-2', async
 })
 
 test('uid 2^32-1 is refused', async () => {
-  await expect(flattenToDirectory(await layers([file('x', 'x', { pax: { uid: String(2 ** 32 - 1) } })]), tempDest())).rejects.toMatchObject({ code: 'E_CORRUPT_LAYER' })
+  await expect(
+    flattenToDirectory(
+      await layers([file('x', 'x', { pax: { uid: String(2 ** 32 - 1) } })]),
+      tempDest(),
+    ),
+  ).rejects.toMatchObject({ code: 'E_CORRUPT_LAYER' })
 })
 
 test('binary xattrs pass byte for byte into the manifest and back out through the tar', async () => {
   const cap = Buffer.from('0100000200200000000000000000000000000000', 'hex')
   const tar = rawTar(
-    rawEntry({ name: 'bin/ping', xattrs: { 'security.capability': cap.toString('base64'), 'user.ü': Buffer.from('v').toString('base64') } }, Buffer.from('ELF')),
+    rawEntry(
+      {
+        name: 'bin/ping',
+        xattrs: {
+          'security.capability': cap.toString('base64'),
+          'user.ü': Buffer.from('v').toString('base64'),
+        },
+      },
+      Buffer.from('ELF'),
+    ),
   )
   const dest = tempDest()
   const result = await flattenToDirectory([layerOf(tar, { chunk: 7 })], dest)
@@ -216,6 +281,7 @@ test('layers are pulled lazily: layer N+1 is requested only after layer N is ful
   const tars = [await tarLayer([file('a', 'x'.repeat(100_000))]), await tarLayer([file('b')])]
   async function* produce(): AsyncGenerator<LayerInput> {
     for (const [i, tar] of tars.entries()) {
+      await Promise.resolve()
       events.push(`yield ${i}`)
       yield {
         open: () =>
@@ -237,19 +303,31 @@ test('the tar output lists directories first, then files with their hardlinks', 
   const out = new PassThrough()
   const chunks: Buffer[] = []
   out.on('data', (c: Buffer) => chunks.push(c))
-  const stack = await layers([dir('d', { mode: 0o555 }), file('d/f', 'one'), { name: 'd/g', type: 'link', linkname: 'd/f' }], [file('d/h', 'two'), { name: 'd/s', type: 'symlink', linkname: 'f' }])
+  const stack = await layers(
+    [dir('d', { mode: 0o555 }), file('d/f', 'one'), { name: 'd/g', type: 'link', linkname: 'd/f' }],
+    [file('d/h', 'two'), { name: 'd/s', type: 'symlink', linkname: 'f' }],
+  )
   const result = await flattenToTar(stack, out)
   const { extract } = await import('tar-stream')
   const ex = extract()
   const seen: string[] = []
   const reading = (async () => {
     for await (const e of ex) {
-      seen.push(`${e.header.type} ${e.header.name}${e.header.linkname ? ' -> ' + e.header.linkname : ''}`)
+      seen.push(
+        `${e.header.type} ${e.header.name}${e.header.linkname ? ' -> ' + e.header.linkname : ''}`,
+      )
       e.resume()
     }
   })()
   ex.end(Buffer.concat(chunks))
   await reading
-  expect(seen).toEqual(['directory ./', 'directory d/', 'symlink d/s -> f', 'file d/f', 'link d/g -> d/f', 'file d/h'])
+  expect(seen).toEqual([
+    'directory ./',
+    'directory d/',
+    'symlink d/s -> f',
+    'file d/f',
+    'link d/g -> d/f',
+    'file d/h',
+  ])
   expect(result.entries.map((e) => e.path)).toEqual(['/', '/d', '/d/f', '/d/g', '/d/h', '/d/s'])
 })

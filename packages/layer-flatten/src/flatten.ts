@@ -1,11 +1,17 @@
 import { once } from 'node:events'
 import { lstat, mkdir, readdir } from 'node:fs/promises'
 import type { Writable } from 'node:stream'
-import { DestNotEmptyError, type ErrorPlace } from './errors.js'
+import { DestNotEmptyError, WriteFailedError, type ErrorPlace } from './errors.js'
 import { readLayer, type Budget } from './read-layer.js'
 import { Replay, type Inode } from './replay.js'
 import { END_OF_ARCHIVE, encodeHeader, padding, tarName } from './tar-writer.js'
-import type { EntryRecord, FlattenLimits, FlattenOptions, FlattenResult, LayerInput } from './types.js'
+import type {
+  EntryRecord,
+  FlattenLimits,
+  FlattenOptions,
+  FlattenResult,
+  LayerInput,
+} from './types.js'
 
 /** 64 GiB of uncompressed tar across all layers. */
 export const DEFAULT_MAX_BYTES = 64 * 1024 ** 3
@@ -103,12 +109,17 @@ export async function flattenToTar(
   const { result, inodes } = replay.manifestWithInodes()
 
   const out = output as Writable
-  let outputError: unknown
-  const onError = (err: unknown) => (outputError ??= err)
+  let outputError: Error | undefined
+  const onError = (err: Error) => (outputError ??= err)
   out.on('error', onError)
   const put = async (buf: Buffer) => {
-    if (outputError) throw outputError
-    if (!out.write(buf)) await once(out, 'drain', { signal })
+    try {
+      if (outputError) throw outputError
+      if (!out.write(buf)) await once(out, 'drain', { signal })
+    } catch (err) {
+      if (signal?.aborted) throw err
+      throw new WriteFailedError('the tar output', err)
+    }
   }
 
   try {
@@ -123,7 +134,7 @@ export async function flattenToTar(
       names.set(inode, [record])
       const { layer, ordinal } = inode.source!
       let perLayer = bySource.get(layer)
-      if (!perLayer) bySource.set(layer, (perLayer = new Map()))
+      if (!perLayer) bySource.set(layer, (perLayer = new Map<number, Inode>()))
       perLayer.set(ordinal, inode)
     })
 
@@ -169,7 +180,7 @@ export async function flattenToTar(
   } finally {
     out.off('error', onError)
   }
-  if (outputError) throw outputError
+  if (outputError) throw new WriteFailedError('the tar output', outputError)
   return result
 }
 

@@ -48,7 +48,10 @@ describe('paths', () => {
     const err = await refuses(await layers([planted, file('ln/evil')]), 'E_UNSAFE_PATH')
     expect(err.message).toContain('/ln')
     await refuses(await layers([planted], [file('ln/evil')]), 'E_UNSAFE_PATH')
-    await refuses(await layers([{ name: 'up', type: 'symlink', linkname: '..' }, file('up/outside/evil')]), 'E_UNSAFE_PATH')
+    await refuses(
+      await layers([{ name: 'up', type: 'symlink', linkname: '..' }, file('up/outside/evil')]),
+      'E_UNSAFE_PATH',
+    )
     expect(readdirSync(outside)).toEqual([])
   })
 
@@ -56,16 +59,37 @@ describe('paths', () => {
     const { dest, outside } = sandbox()
     writeFileSync(join(outside, 'victim'), 'keep me')
     const planted: TestEntry = { name: 'ln', type: 'symlink', linkname: outside }
-    const result = await flattenToDirectory(await layers([planted], [file('ln/.wh.victim', ''), file('ln/.wh..wh..opq', '')]), dest)
+    const result = await flattenToDirectory(
+      await layers([planted], [file('ln/.wh.victim', ''), file('ln/.wh..wh..opq', '')]),
+      dest,
+    )
     expect(readdirSync(outside)).toEqual(['victim'])
     expect(result.entries.map((e) => e.path)).toEqual(['/', '/ln'])
   })
 
   test('hardlinks whose target escapes or goes through a symlink', async () => {
-    await refuses(await layers([{ name: 'h', type: 'link', linkname: '../outside/x' }]), 'E_UNSAFE_PATH')
-    await refuses(await layers([{ name: 'h', type: 'link', linkname: '/etc/passwd' }]), 'E_UNSAFE_PATH')
-    await refuses(await layers([{ name: 'etc', type: 'symlink', linkname: '/etc' }, { name: 'h', type: 'link', linkname: 'etc/passwd' }]), 'E_UNSAFE_PATH')
-    await refuses(await layers([{ name: 'd', type: 'directory' }, { name: 'h', type: 'link', linkname: 'd' }]), 'E_BAD_HARDLINK')
+    await refuses(
+      await layers([{ name: 'h', type: 'link', linkname: '../outside/x' }]),
+      'E_UNSAFE_PATH',
+    )
+    await refuses(
+      await layers([{ name: 'h', type: 'link', linkname: '/etc/passwd' }]),
+      'E_UNSAFE_PATH',
+    )
+    await refuses(
+      await layers([
+        { name: 'etc', type: 'symlink', linkname: '/etc' },
+        { name: 'h', type: 'link', linkname: 'etc/passwd' },
+      ]),
+      'E_UNSAFE_PATH',
+    )
+    await refuses(
+      await layers([
+        { name: 'd', type: 'directory' },
+        { name: 'h', type: 'link', linkname: 'd' },
+      ]),
+      'E_BAD_HARDLINK',
+    )
   })
 
   test('an entry under a regular file', async () => {
@@ -90,7 +114,10 @@ describe('names debugfs or ext4 cannot carry', () => {
 
   test('a name that is not UTF-8', async () => {
     const entry = rawEntry({ name: 'xx' })
-    const bad = Buffer.concat([patchHeader(entry.subarray(0, 512), 0, Buffer.from([0xff, 0xfe])), entry.subarray(512)])
+    const bad = Buffer.concat([
+      patchHeader(entry.subarray(0, 512), 0, Buffer.from([0xff, 0xfe])),
+      entry.subarray(512),
+    ])
     await refuses([layerOf(rawTar(bad))], 'E_UNENCODABLE_NAME')
   })
 
@@ -98,7 +125,9 @@ describe('names debugfs or ext4 cannot carry', () => {
     const { dest } = sandbox()
     const names = ['a"b', 'a\\b', '!x', '#x', '<2>', ' lead', 'tab\tx', 'ü']
     const result = await flattenToDirectory(await layers(names.map((n) => file(n))), dest)
-    expect(result.entries.map((e) => e.path).sort()).toEqual(['/', ...names.map((n) => '/' + n)].sort())
+    expect(result.entries.map((e) => e.path).sort()).toEqual(
+      ['/', ...names.map((n) => '/' + n)].sort(),
+    )
   })
 })
 
@@ -119,7 +148,9 @@ describe('broken and oversized layers', () => {
       for (let i = 20; i < c.length - 20; i += 97) c[i]! ^= 0x5a
       return c
     }
-    const raw = (bytes: Buffer): LayerInput => ({ open: () => layerOf(bytes, { diffId: false }).open() })
+    const raw = (bytes: Buffer): LayerInput => ({
+      open: () => layerOf(bytes, { diffId: false }).open(),
+    })
     await refuses([raw(flip(gz))], 'E_CORRUPT_LAYER')
     await refuses([raw(gz.subarray(0, gz.length - 100))], 'E_CORRUPT_LAYER')
     await refuses([raw(flip(zs))], 'E_CORRUPT_LAYER')
@@ -132,14 +163,27 @@ describe('broken and oversized layers', () => {
 
   test('garbage, bzip2 and xz', async () => {
     await refuses([layerOf(Buffer.alloc(2048, 'garbage'), { diffId: false })], 'E_CORRUPT_LAYER')
-    await refuses([layerOf(Buffer.from('BZh91AY&SY' + 'x'.repeat(600)), { diffId: false })], 'E_UNSUPPORTED_COMPRESSION')
-    await refuses([layerOf(Buffer.concat([Buffer.from('fd377a585a00', 'hex'), Buffer.alloc(600)]), { diffId: false })], 'E_UNSUPPORTED_COMPRESSION')
+    await refuses(
+      [layerOf(Buffer.from('BZh91AY&SY' + 'x'.repeat(600)), { diffId: false })],
+      'E_UNSUPPORTED_COMPRESSION',
+    )
+    await refuses(
+      [
+        layerOf(Buffer.concat([Buffer.from('fd377a585a00', 'hex'), Buffer.alloc(600)]), {
+          diffId: false,
+        }),
+      ],
+      'E_UNSUPPORTED_COMPRESSION',
+    )
   })
 
   test('DiffID mismatch, also for a compressed layer, after draining the padding', async () => {
     const tar = await tarLayer([file('a')])
     const padded = Buffer.concat([tar, Buffer.alloc(10240 - (tar.length % 10240))])
-    const err = await refuses([layerOf(padded, { diffId: sha256(tar), compress: 'gzip' })], 'E_DIFFID_MISMATCH')
+    const err = await refuses(
+      [layerOf(padded, { diffId: sha256(tar), compress: 'gzip' })],
+      'E_DIFFID_MISMATCH',
+    )
     expect(err.message).toContain(sha256(padded))
     // The padded stream's own DiffID is accepted: the hash covers the bytes after end-of-archive.
     const { dest } = sandbox()
@@ -149,7 +193,10 @@ describe('broken and oversized layers', () => {
   test('limits on total bytes and entries, across layers', async () => {
     const big = await layers([file('a', 'x'.repeat(100_000))], [file('b', 'y'.repeat(100_000))])
     await refuses(big, 'E_LIMIT_EXCEEDED', { maxBytes: 150_000 })
-    const many = await layers(Array.from({ length: 50 }, (_, i) => file(`f${i}`)), [file('g')])
+    const many = await layers(
+      Array.from({ length: 50 }, (_, i) => file(`f${i}`)),
+      [file('g')],
+    )
     const err = await refuses(many, 'E_LIMIT_EXCEEDED', { maxEntries: 50 })
     expect(err.message).toContain('maxEntries')
   })
@@ -159,7 +206,9 @@ describe('broken and oversized layers', () => {
     const zeros = Buffer.alloc(64 * 1024 * 1024)
     const bomb = gzipSync(Buffer.concat([header, zeros]))
     const start = Date.now()
-    await refuses([layerOf(bomb, { diffId: false })], 'E_LIMIT_EXCEEDED', { maxBytes: 4 * 1024 * 1024 })
+    await refuses([layerOf(bomb, { diffId: false })], 'E_LIMIT_EXCEEDED', {
+      maxBytes: 4 * 1024 * 1024,
+    })
     expect(Date.now() - start).toBeLessThan(5000)
   })
 
@@ -174,12 +223,21 @@ describe('broken and oversized layers', () => {
     const absurd = patchHeader(rawEntry({ name: 'absurd' }).subarray(0, 512), 124, b256)
     await refuses([layerOf(rawTar(absurd), { diffId: false })], 'E_CORRUPT_LAYER')
     // A PAX header larger than tar-stream's 4 MiB cap.
-    const paxBlock = rawEntry({ name: 'PaxHeader', type: 'pax', size: 8 * 1024 * 1024 }).subarray(0, 512)
-    await refuses([layerOf(rawTar(paxBlock, Buffer.alloc(8 * 1024 * 1024, 0x31)), { diffId: false })], 'E_CORRUPT_LAYER')
+    const paxBlock = rawEntry({ name: 'PaxHeader', type: 'pax', size: 8 * 1024 * 1024 }).subarray(
+      0,
+      512,
+    )
+    await refuses(
+      [layerOf(rawTar(paxBlock, Buffer.alloc(8 * 1024 * 1024, 0x31)), { diffId: false })],
+      'E_CORRUPT_LAYER',
+    )
   })
 
   test('sparse files and unknown entry types', async () => {
-    await refuses(await layers([{ name: 's', content: 'x', pax: { 'GNU.sparse.major': '1' } }]), 'E_UNSUPPORTED_ENTRY')
+    await refuses(
+      await layers([{ name: 's', content: 'x', pax: { 'GNU.sparse.major': '1' } }]),
+      'E_UNSUPPORTED_ENTRY',
+    )
     const odd = patchHeader(rawEntry({ name: 'odd' }).subarray(0, 512), 156, Buffer.from('X'))
     await refuses([layerOf(rawTar(odd), { diffId: false })], 'E_UNSUPPORTED_ENTRY')
   })
@@ -190,7 +248,9 @@ describe('destination and cancellation', () => {
     const { dest } = sandbox()
     mkdirSync(dest)
     writeFileSync(join(dest, 'x'), '')
-    await expect(flattenToDirectory(await layers([file('a')]), dest)).rejects.toMatchObject({ code: 'E_DEST_NOT_EMPTY' })
+    await expect(flattenToDirectory(await layers([file('a')]), dest)).rejects.toMatchObject({
+      code: 'E_DEST_NOT_EMPTY',
+    })
   })
 
   test('abort rejects with the signal reason and stops reading', async () => {
@@ -207,7 +267,9 @@ describe('destination and cancellation', () => {
           }
         })(),
     }
-    await expect(flattenToDirectory([endless], dest, { signal: ac.signal })).rejects.toThrow('stop now')
+    await expect(flattenToDirectory([endless], dest, { signal: ac.signal })).rejects.toThrow(
+      'stop now',
+    )
     const after = reads
     await new Promise((r) => setTimeout(r, 50))
     expect(reads).toBe(after)

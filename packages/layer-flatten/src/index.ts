@@ -1,5 +1,10 @@
 export type * from './types.js'
-export { flattenToDirectory, flattenToTar, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES } from './flatten.js'
+export {
+  flattenToDirectory,
+  flattenToTar,
+  DEFAULT_MAX_BYTES,
+  DEFAULT_MAX_ENTRIES,
+} from './flatten.js'
 export {
   FlattenError,
   UnsafePathError,

@@ -13,7 +13,11 @@ interface Descriptor {
 const blobPath = (layout: string, digest: string): string => {
   const [algo, hex] = digest.split(':')
   if (!algo || !hex || !/^[a-z0-9]+$/.test(algo) || !/^[a-f0-9]+$/.test(hex)) {
-    throw new FlattenError('E_CORRUPT_LAYER', `bad digest ${JSON.stringify(digest)} in ${layout}`, 'The OCI layout is damaged.')
+    throw new FlattenError(
+      'E_CORRUPT_LAYER',
+      `bad digest ${JSON.stringify(digest)} in ${layout}`,
+      'The OCI layout is damaged.',
+    )
   }
   return join(layout, 'blobs', algo, hex)
 }
@@ -37,20 +41,33 @@ export async function layersFromOciLayout(layout: string, tag?: string): Promise
       ? manifests[0]
       : undefined
   if (!chosen) {
-    const tags = manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name']).filter(Boolean)
+    const tags = manifests
+      .map((m) => m.annotations?.['org.opencontainers.image.ref.name'])
+      .filter(Boolean)
     throw new FlattenError(
       'E_CORRUPT_LAYER',
-      tag ? `no tag ${JSON.stringify(tag)} in ${layout}` : `${layout} holds ${manifests.length} images`,
+      tag
+        ? `no tag ${JSON.stringify(tag)} in ${layout}`
+        : `${layout} holds ${manifests.length} images`,
       `Name one of its tags: ${tags.join(', ') || '(none)'}.`,
     )
   }
   for (let depth = 0; chosen.mediaType === 'application/vnd.oci.image.index.v1+json'; depth++) {
     const nested: { manifests?: Descriptor[] } = await readJson(blobPath(layout, chosen.digest))
-    if (!nested.manifests?.[0] || depth > 4) throw new FlattenError('E_CORRUPT_LAYER', `empty index in ${layout}`, 'The OCI layout is damaged.')
+    if (!nested.manifests?.[0] || depth > 4)
+      throw new FlattenError(
+        'E_CORRUPT_LAYER',
+        `empty index in ${layout}`,
+        'The OCI layout is damaged.',
+      )
     chosen = nested.manifests[0]
   }
-  const manifest = await readJson<{ config: Descriptor; layers: Descriptor[] }>(blobPath(layout, chosen.digest))
-  const config = await readJson<{ rootfs?: { diff_ids?: string[] } }>(blobPath(layout, manifest.config.digest))
+  const manifest = await readJson<{ config: Descriptor; layers: Descriptor[] }>(
+    blobPath(layout, chosen.digest),
+  )
+  const config = await readJson<{ rootfs?: { diff_ids?: string[] } }>(
+    blobPath(layout, manifest.config.digest),
+  )
   const diffIds = config.rootfs?.diff_ids ?? []
   if (diffIds.length !== manifest.layers.length) {
     throw new FlattenError(

@@ -49,7 +49,11 @@ export function checkEncodable(path: string, place: ErrorPlace): void {
   }
   for (const part of path.split('/')) {
     if (Buffer.byteLength(part) > MAX_NAME_BYTES) {
-      throw new UnencodableNameError(path, `has a component longer than ${MAX_NAME_BYTES} bytes`, place)
+      throw new UnencodableNameError(
+        path,
+        `has a component longer than ${MAX_NAME_BYTES} bytes`,
+        place,
+      )
     }
   }
 }

@@ -74,6 +74,8 @@ export async function readLayer(
   let zeroTail = 0
 
   let firstError: unknown
+  // Errors of the entry handler (disk, output) pass through as they are; the rest is the layer's.
+  let handlerError: unknown
   const fail = (err: unknown) => {
     firstError ??= err
     if (!inner.signal.aborted) inner.abort(err)
@@ -128,7 +130,12 @@ export async function readLayer(
         throw new LimitExceededError('maxEntries', budget.maxEntries, place)
       }
       const entry = decodeEntry(stream.header as unknown as RawHeader, place, budget)
-      await onEntry(entry, stream as AsyncIterable<Buffer>, ordinal++)
+      try {
+        await onEntry(entry, stream as AsyncIterable<Buffer>, ordinal++)
+      } catch (err) {
+        handlerError = err
+        throw err
+      }
       for await (const _ of stream as AsyncIterable<Buffer>) void _
     }
   })().catch(fail)
@@ -141,7 +148,9 @@ export async function readLayer(
   if (firstError !== undefined) {
     if (signal?.aborted) throw signal.reason
     if (firstError instanceof FlattenError) throw firstError
-    const message = (firstError as Error)?.message ?? String(firstError)
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- the handler's own error, as thrown
+    if (firstError === handlerError) throw firstError
+    const message = firstError instanceof Error ? firstError.message : JSON.stringify(firstError)
     throw new CorruptLayerError(
       /Unexpected end of data|unexpected end of file/i.test(message)
         ? `truncated (${message})`
@@ -150,7 +159,8 @@ export async function readLayer(
       { cause: firstError },
     )
   }
-  if (total === 0) throw new CorruptLayerError('empty stream, not even an end-of-archive block', place)
+  if (total === 0)
+    throw new CorruptLayerError('empty stream, not even an end-of-archive block', place)
   if (total % 512 !== 0 || zeroTail < 512) {
     throw new CorruptLayerError('truncated: no end-of-archive block at the end of the tar', place)
   }

@@ -1,5 +1,16 @@
 import { constants as fsc } from 'node:fs'
-import { chmod, lutimes, link, mkdir, open, rm, rmdir, symlink, unlink, utimes } from 'node:fs/promises'
+import {
+  chmod,
+  lutimes,
+  link,
+  mkdir,
+  open,
+  rm,
+  rmdir,
+  symlink,
+  unlink,
+  utimes,
+} from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   BadHardlinkError,
@@ -57,7 +68,13 @@ export const diskMode = (inode: Inode): number =>
  * to follow a symlink, because every parent we hand it is a directory we created ourselves.
  */
 export class Replay {
-  readonly root: TreeNode = { name: '', parent: null, inode: implicitDir(), layer: -1, children: new Map() }
+  readonly root: TreeNode = {
+    name: '',
+    parent: null,
+    inode: implicitDir(),
+    layer: -1,
+    children: new Map(),
+  }
 
   constructor(private readonly dest: string | null) {}
 
@@ -229,12 +246,18 @@ export class Replay {
     try {
       targetParts = splitEntryName(rawTarget, place)
     } catch {
-      throw new UnsafePathError(path, `is a hardlink to ${JSON.stringify(rawTarget)}, outside the image`, place)
+      throw new UnsafePathError(
+        path,
+        `is a hardlink to ${JSON.stringify(rawTarget)}, outside the image`,
+        place,
+      )
     }
     const targetPath = toImagePath(targetParts)
     const dir = await this.walkDir(targetParts.slice(0, -1), path, layer, place, 'lookup')
     const node =
-      targetParts.length === 0 ? this.root : dir?.children!.get(targetParts[targetParts.length - 1]!)
+      targetParts.length === 0
+        ? this.root
+        : dir?.children!.get(targetParts[targetParts.length - 1]!)
     if (!node) throw new MissingLinkTargetError(path, targetPath, place)
     if (node.inode.type === 'directory') {
       throw new BadHardlinkError(path, targetPath, 'the target is a directory', place)
@@ -336,7 +359,13 @@ export class Replay {
     }
     forget(node)
     node.parent!.children!.delete(node.name)
-    if (this.dest === null || node.inode.type === 'char' || node.inode.type === 'block' || node.inode.type === 'fifo') return
+    if (
+      this.dest === null ||
+      node.inode.type === 'char' ||
+      node.inode.type === 'block' ||
+      node.inode.type === 'fifo'
+    )
+      return
     const path = this.disk(parts)
     if (node.children) {
       if (node.children.size === 0) await this.io(path, () => rmdir(path))
@@ -371,7 +400,14 @@ export class Replay {
   manifestWithInodes(): { result: FlattenResult; inodes: Inode[] } {
     const entries: EntryRecord[] = []
     const inodes: Inode[] = []
-    const totals: FlattenTotals = { bytes: 0, inodes: 0, directories: 0, files: 0, symlinks: 0, specials: 0 }
+    const totals: FlattenTotals = {
+      bytes: 0,
+      inodes: 0,
+      directories: 0,
+      files: 0,
+      symlinks: 0,
+      specials: 0,
+    }
     const groups = new Map<Inode, number>()
     const seen = new Set<Inode>()
     const visit = (node: TreeNode, path: string) => {

@@ -72,7 +72,8 @@ function ustar(h: TarHeader, name: string, linkName: string, pax: Buffer[]): Buf
   return buf
 }
 
-const fitsUstar = (s: string, max: number) => Buffer.byteLength(s) <= max && /^[\x20-\x7e]*$/.test(s)
+const fitsUstar = (s: string, max: number) =>
+  Buffer.byteLength(s) <= max && /^[\x20-\x7e]*$/.test(s)
 
 /** The header block(s) for one entry: a PAX extended header first when anything needs one. */
 export function encodeHeader(h: TarHeader): Buffer {
@@ -94,7 +95,15 @@ export function encodeHeader(h: TarHeader): Buffer {
   if (pax.length === 0) return main
   const body = Buffer.concat(pax)
   const paxHeader = ustar(
-    { name: 'PaxHeader', type: 'pax', mode: 0o644, uid: 0, gid: 0, mtime: h.mtime, size: body.length },
+    {
+      name: 'PaxHeader',
+      type: 'pax',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      mtime: h.mtime,
+      size: body.length,
+    },
     'PaxHeader',
     '',
     [],

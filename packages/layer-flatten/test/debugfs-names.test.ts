@@ -14,7 +14,26 @@ import { layers } from './layers.js'
 const work = mkdtempSync(join(tmpdir(), 'lf-debugfs-'))
 afterAll(() => rmSync(work, { recursive: true, force: true }))
 
-const accepted = ['a"b', '"start', 'end"', 'a""b', 'a\\b', "sq'x", '!x', '#x', '<2>', '-dash', ' lead', 'trail ', 'tab\tx', 'semi;x', '|pipe', 'dol$x', 'ü', '\uFFFD']
+const accepted = [
+  'a"b',
+  '"start',
+  'end"',
+  'a""b',
+  'a\\b',
+  "sq'x",
+  '!x',
+  '#x',
+  '<2>',
+  '-dash',
+  ' lead',
+  'trail ',
+  'tab\tx',
+  'semi;x',
+  '|pipe',
+  'dol$x',
+  'ü',
+  '\uFFFD',
+]
 const refused = ['nl\nx', 'cr\rx', 'x\n!touch PWNED #']
 const image = join(work, 'img')
 
@@ -37,7 +56,8 @@ beforeAll(async () => {
 })
 
 test('every name checkEncodable accepts is found by debugfs when quoted', async () => {
-  for (const name of accepted) expect(() => checkEncodable('/' + name, { layer: 't' })).not.toThrow()
+  for (const name of accepted)
+    expect(() => checkEncodable('/' + name, { layer: 't' })).not.toThrow()
   const out = await debugfsScript(accepted.map((n) => `stat ${quote('/' + n)}`))
   const found = out.match(/^Inode: \d+\s+Type: regular/gm) ?? []
   expect(found.length).toBe(accepted.length)
@@ -46,7 +66,9 @@ test('every name checkEncodable accepts is found by debugfs when quoted', async 
 
 test('names with newline or CR cannot be addressed, and a newline lets `!` reach the shell', async () => {
   for (const name of refused) {
-    expect(() => checkEncodable('/' + name, { layer: 't' })).toThrow(expect.objectContaining({ code: 'E_UNENCODABLE_NAME' }))
+    expect(() => checkEncodable('/' + name, { layer: 't' })).toThrow(
+      expect.objectContaining({ code: 'E_UNENCODABLE_NAME' }),
+    )
   }
   const out = await debugfsScript(refused.map((n) => `stat ${quote('/' + n)}`))
   expect(out.match(/^Inode: \d+/gm)).toBeNull()

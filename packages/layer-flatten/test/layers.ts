@@ -62,7 +62,7 @@ export const sha256 = (buf: Buffer) => `sha256:${createHash('sha256').update(buf
 
 export function zstdSync(buf: Buffer): Buffer {
   const r = spawnSync('zstd', ['-q', '-c', '-3'], { input: buf, maxBuffer: 1 << 30 })
-  if (r.status !== 0) throw new Error(`zstd failed: ${r.stderr}`)
+  if (r.status !== 0) throw new Error(`zstd failed: ${r.stderr.toString()}`)
   return r.stdout
 }
 
@@ -88,5 +88,7 @@ export function layerOf(
 }
 
 export async function layers(...stacks: TestEntry[][]): Promise<LayerInput[]> {
-  return Promise.all(stacks.map(async (s, i) => layerOf(await tarLayer(s), { chunk: 333 + i * 101 })))
+  return Promise.all(
+    stacks.map(async (s, i) => layerOf(await tarLayer(s), { chunk: 333 + i * 101 })),
+  )
 }

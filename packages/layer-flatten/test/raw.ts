@@ -1,7 +1,10 @@
 /** Hand-made tar bytes for cases tar-stream's pack will not produce (binary PAX, bad names). */
 import { END_OF_ARCHIVE, encodeHeader, padding, type TarHeader } from '../src/tar-writer.js'
 
-export function rawEntry(h: Partial<TarHeader> & { name: string }, content = Buffer.alloc(0)): Buffer {
+export function rawEntry(
+  h: Partial<TarHeader> & { name: string },
+  content = Buffer.alloc(0),
+): Buffer {
   const header = encodeHeader({
     type: 'file',
     mode: 0o644,

@@ -32,13 +32,50 @@ const meta = fc.record({
 })
 
 const entry: fc.Arbitrary<TestEntry> = fc.oneof(
-  { weight: 4, arbitrary: fc.tuple(prefix, fileLike, fc.string({ maxLength: 40 }), meta).map(([p, n, content, m]) => ({ name: p + join2(n), content, ...m })) },
-  { weight: 4, arbitrary: fc.tuple(prefix, dirLike, fc.boolean(), meta).map(([p, n, slash, m]) => ({ name: p + join2(n) + (slash ? '/' : ''), type: 'directory' as const, ...m })) },
-  { weight: 2, arbitrary: fc.tuple(prefix, fileLike, fc.constantFrom('a', '../x', '/etc/passwd', 'b/c'), meta).map(([p, n, t, m]) => ({ name: p + join2(n), type: 'symlink' as const, linkname: t, ...m })) },
-  { weight: 1, arbitrary: fc.tuple(prefix, fileLike, fileLike).map(([p, n, t]) => ({ name: p + join2(n), type: 'link' as const, linkname: join2(t) })) },
-  { weight: 3, arbitrary: fc.tuple(prefix, dirPath, segment).map(([p, d, n]) => ({ name: p + join2([...d, '.wh.' + n]) })) },
-  { weight: 2, arbitrary: fc.tuple(prefix, dirPath).map(([p, d]) => ({ name: p + join2([...d, '.wh..wh..opq']) })) },
-  { weight: 1, arbitrary: fc.tuple(fileLike, fc.constantFrom('fifo' as const, 'character-device' as const), meta).map(([n, type, m]) => ({ name: join2(n), type, devmajor: 1, devminor: 3, ...m })) },
+  {
+    weight: 4,
+    arbitrary: fc
+      .tuple(prefix, fileLike, fc.string({ maxLength: 40 }), meta)
+      .map(([p, n, content, m]) => ({ name: p + join2(n), content, ...m })),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.tuple(prefix, dirLike, fc.boolean(), meta).map(([p, n, slash, m]) => ({
+      name: p + join2(n) + (slash ? '/' : ''),
+      type: 'directory' as const,
+      ...m,
+    })),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(prefix, fileLike, fc.constantFrom('a', '../x', '/etc/passwd', 'b/c'), meta)
+      .map(([p, n, t, m]) => ({ name: p + join2(n), type: 'symlink' as const, linkname: t, ...m })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(prefix, fileLike, fileLike)
+      .map(([p, n, t]) => ({ name: p + join2(n), type: 'link' as const, linkname: join2(t) })),
+  },
+  {
+    weight: 3,
+    arbitrary: fc
+      .tuple(prefix, dirPath, segment)
+      .map(([p, d, n]) => ({ name: p + join2([...d, '.wh.' + n]) })),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(prefix, dirPath)
+      .map(([p, d]) => ({ name: p + join2([...d, '.wh..wh..opq']) })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fileLike, fc.constantFrom('fifo' as const, 'character-device' as const), meta)
+      .map(([n, type, m]) => ({ name: join2(n), type, devmajor: 1, devminor: 3, ...m })),
+  },
 )
 // A file followed by a hardlink to it, so most hardlinks find their target.
 const linkedPair = fc
@@ -69,7 +106,14 @@ function compare(actual: EntryRecord[], expected: ModelEntry[]): void {
   for (const e of expected) names.set(e.ino, (names.get(e.ino) ?? 0) + 1)
   expected.forEach((m, i) => {
     const a = actual[i]!
-    expect({ path: a.path, type: a.type, mode: a.mode, uid: a.uid, gid: a.gid, mtime: a.mtime }).toEqual({
+    expect({
+      path: a.path,
+      type: a.type,
+      mode: a.mode,
+      uid: a.uid,
+      gid: a.gid,
+      mtime: a.mtime,
+    }).toEqual({
       path: m.path,
       type: m.kind,
       mode: m.mode,
@@ -102,7 +146,9 @@ function compareDisk(dest: string, expected: ModelEntry[]): void {
     }
   }
   walk(dest, '')
-  const wanted = expected.filter((e) => !['char', 'block', 'fifo'].includes(e.kind) && e.path !== '/')
+  const wanted = expected.filter(
+    (e) => !['char', 'block', 'fifo'].includes(e.kind) && e.path !== '/',
+  )
   expect(onDisk.sort()).toEqual(wanted.map((e) => e.path).sort())
   const inodeOf = new Map<number, number>()
   for (const e of wanted) {
@@ -151,12 +197,18 @@ test('library and reference model agree on random layer stacks', async () => {
       out.on('data', (c: Buffer) => chunks.push(c))
       const viaTar: FlattenResult = await flattenToTar(input(), out)
       expect(viaTar).toEqual(result)
-      const again = await flattenToTar([layerOf(Buffer.concat(chunks), { chunk: 509 })], new PassThrough().resume())
+      const again = await flattenToTar(
+        [layerOf(Buffer.concat(chunks), { chunk: 509 })],
+        new PassThrough().resume(),
+      )
       expect(again.entries).toEqual(result.entries)
     }),
     { seed: 20261125, numRuns: 500 },
   )
-  console.log(`reference model: ${ok} stacks agreed, ${failed} rejected with the same code`, Object.fromEntries(codes))
+  console.log(
+    `reference model: ${ok} stacks agreed, ${failed} rejected with the same code`,
+    Object.fromEntries(codes),
+  )
   // Both outcomes must be exercised, or the property proves little.
   expect(ok).toBeGreaterThan(180)
   expect(failed).toBeGreaterThan(20)

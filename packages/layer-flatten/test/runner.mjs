@@ -8,9 +8,15 @@ const spec = JSON.parse(readFileSync(0, 'utf8'))
 try {
   const layers = spec.layout
     ? await lib.layersFromOciLayout(spec.layout, spec.tag)
-    : spec.layers.map((l) => ({ name: l.path, diffId: l.diffId, open: () => createReadStream(l.path) }))
+    : spec.layers.map((l) => ({
+        name: l.path,
+        diffId: l.diffId,
+        open: () => createReadStream(l.path),
+      }))
   const result = await lib.flattenToDirectory(layers, spec.dest, { limits: spec.limits })
   process.stdout.write(JSON.stringify({ ok: true, result }) + '\n')
 } catch (err) {
-  process.stdout.write(JSON.stringify({ ok: false, code: err.code, message: err.message, hint: err.hint }) + '\n')
+  process.stdout.write(
+    JSON.stringify({ ok: false, code: err.code, message: err.message, hint: err.hint }) + '\n',
+  )
 }

@@ -115,10 +115,24 @@ function walk(root: string): string[] {
 }
 
 const typeOf = (st: Stats): EntryRecord['type'] =>
-  st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isFIFO() ? 'fifo' : 'file'
+  st.isDirectory()
+    ? 'directory'
+    : st.isSymbolicLink()
+      ? 'symlink'
+      : st.isCharacterDevice()
+        ? 'char'
+        : st.isBlockDevice()
+          ? 'block'
+          : st.isFIFO()
+            ? 'fifo'
+            : 'file'
 
 function xattrsOf(path: string): Record<string, string> | undefined {
-  const out = execFileSync('getfattr', ['--absolute-names', '-h', '-d', '-m', '-', '-e', 'base64', path], { encoding: 'utf8' })
+  const out = execFileSync(
+    'getfattr',
+    ['--absolute-names', '-h', '-d', '-m', '-', '-e', 'base64', path],
+    { encoding: 'utf8' },
+  )
   const found: Record<string, string> = {}
   for (const line of out.split('\n')) {
     const m = /^([^#=][^=]*)=0s(.*)$/.exec(line)
@@ -147,9 +161,11 @@ test('type, mode, owner, mtime, size, link target, device numbers and xattrs mat
       want.devMajor = Math.floor(st.rdev / 256)
       want.devMinor = st.rdev % 256
     }
-    if (!st.isDirectory() && entry.path !== '/') expect(entry.mtime, entry.path).toBe(Math.floor(st.mtimeMs / 1000))
+    if (!st.isDirectory() && entry.path !== '/')
+      expect(entry.mtime, entry.path).toBe(Math.floor(st.mtimeMs / 1000))
     expect(entry, entry.path).toMatchObject(want)
-    if (!st.isSymbolicLink()) expect(entry.xattrs, entry.path).toEqual(xattrsOf(join(theirs, entry.path)))
+    if (!st.isSymbolicLink())
+      expect(entry.xattrs, entry.path).toEqual(xattrsOf(join(theirs, entry.path)))
   }
   // The interesting cases really are in the image.
   const get = (p: string) => result.entries.find((e) => e.path === p)

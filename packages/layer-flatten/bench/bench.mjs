@@ -1,0 +1,81 @@
+// Throughput of layer replay vs GNU tar, on the same layers.
+//   node packages/layer-flatten/bench/bench.mjs [dir ...]     (after `pnpm --filter @banger/layer-flatten build`)
+// Each dir becomes one plain tar layer (made with GNU tar). Reports MB/s of uncompressed layer
+// data: flattenToDirectory vs `tar -x` of the same layers one after the other, the same with
+// gzip and zstd layers (system zstd and fzstd), and flattenToTar into /dev/null.
+import { execFileSync } from 'node:child_process'
+import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+const lib = await import(new URL('../dist/index.js', import.meta.url).href)
+const dirs = process.argv.slice(2).length
+  ? process.argv.slice(2)
+  : ['/usr/lib/python3.11', '/usr/share/doc', '/usr/share/perl', '/usr/share/zoneinfo']
+const work = mkdtempSync(join(tmpdir(), 'lf-bench-'))
+const sh = (cmd, ...args) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+
+try {
+  const layers = dirs.map((dir, i) => {
+    const tar = join(work, `layer${i}.tar`)
+    sh('tar', '-cf', tar, '-C', dir, '.')
+    sh('gzip', '-k', '-6', tar)
+    sh('zstd', '-q', '-3', tar, '-o', `${tar}.zst`)
+    return tar
+  })
+  const bytes = layers.reduce((n, f) => n + statSync(f).size, 0)
+  const mb = bytes / 1e6
+  console.log(`${layers.length} layers, ${mb.toFixed(1)} MB uncompressed (${dirs.join(', ')})`)
+
+  const best = async (fn) => {
+    let min = Infinity
+    for (let i = 0; i < 3; i++) {
+      const dest = join(work, `out-${i}-${Math.random()}`)
+      const t = process.hrtime.bigint()
+      await fn(dest)
+      min = Math.min(min, Number(process.hrtime.bigint() - t) / 1e9)
+      rmSync(dest, { recursive: true, force: true })
+    }
+    return min
+  }
+  const row = (label, seconds) =>
+    console.log(
+      `${label.padEnd(44)} ${(mb / seconds).toFixed(0).padStart(5)} MB/s  (${seconds.toFixed(2)} s)`,
+    )
+  const inputs = (suffix) =>
+    layers.map((f) => ({
+      name: f,
+      open: () => createReadStream(f + suffix, { highWaterMark: 1 << 20 }),
+    }))
+
+  for (const [suffix, label, tarFlag] of [
+    ['', 'tar', []],
+    ['.gz', 'tar+gzip', ['-z']],
+    ['.zst', 'tar+zstd (system zstd)', ['--zstd']],
+  ]) {
+    row(
+      `flattenToDirectory, ${label}`,
+      await best((dest) => lib.flattenToDirectory(inputs(suffix), dest)),
+    )
+    row(
+      `tar -x ${tarFlag.join(' ')} --no-same-owner, ${label}`.replace('  ', ' '),
+      await best(async (dest) => {
+        sh('mkdir', dest)
+        for (const f of layers)
+          sh('tar', '-x', ...tarFlag, '--no-same-owner', '-f', f + suffix, '-C', dest)
+      }),
+    )
+  }
+  process.env.BANGER_FLATTEN_ZSTD = 'js'
+  row(
+    'flattenToDirectory, tar+zstd (fzstd)',
+    await best((dest) => lib.flattenToDirectory(inputs('.zst'), dest)),
+  )
+  delete process.env.BANGER_FLATTEN_ZSTD
+  row(
+    'flattenToTar > /dev/null, tar',
+    await best(() => lib.flattenToTar(inputs(''), createWriteStream('/dev/null'))),
+  )
+} finally {
+  rmSync(work, { recursive: true, force: true })
+}
