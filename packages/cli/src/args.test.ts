@@ -95,6 +95,16 @@ describe('parseArgs', () => {
     }
   })
 
+  it('names a missing positional', async () => {
+    await expect(parse('image', 'show')).rejects.toMatchObject({
+      message: 'banger image show needs NAME',
+      hint: "run 'banger image show --help' for usage",
+    })
+    await expect(parse('image', 'list', '--nope')).rejects.toMatchObject({
+      message: 'unknown argument: nope',
+    })
+  })
+
   it('points the hint at the right help', async () => {
     await expect(parse('kernel', 'add', 'k')).rejects.toMatchObject({
       message: matching(/kernel-path/),

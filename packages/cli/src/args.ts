@@ -280,6 +280,28 @@ const SUBCOMMANDS: Record<string, string[]> = {
   daemon: ['start', 'stop', 'status'],
 }
 
+/** Each command's required positional, to say which one is missing. */
+const POSITIONALS: Record<string, string> = {
+  'image pull ': 'REF',
+  'image register ': 'NAME',
+  'image show ': 'NAME',
+  'image rm ': 'NAME',
+  'image delete ': 'NAME',
+  'kernel add ': 'NAME',
+  'kernel show ': 'NAME',
+  'kernel rm ': 'NAME',
+  'kernel delete ': 'NAME',
+}
+
+/** yargs' message on one line, lower-cased like every other banger message; a missing positional named. */
+function usageMessage(message: string, path: string): string {
+  const positional = POSITIONALS[path]
+  if (positional && message.startsWith('Not enough non-option arguments'))
+    return `banger ${path}needs ${positional}`
+  const oneLine = message.replace(/\s*\n\s*/g, ' ').trim()
+  return oneLine.charAt(0).toLowerCase() + oneLine.slice(1)
+}
+
 /** `['image', 'pull', 'x', '--bad']` → `'image pull '`: the known command words, for hints. */
 function commandPath(args: string[]): string {
   const words = args.filter((a) => !a.startsWith('-'))
@@ -310,10 +332,8 @@ export async function parseArgs(args: string[], opts: ParseOptions): Promise<Par
   await new Promise((r) => setImmediate(r))
   if (error) {
     if (error instanceof CliError) throw error
-    throw usageError(
-      error.message.replace(/\s*\n\s*/g, ' '),
-      `run 'banger ${commandPath(args)}--help' for usage`,
-    )
+    const path = commandPath(args)
+    throw usageError(usageMessage(error.message, path), `run 'banger ${path}--help' for usage`)
   }
   return { command: found.command, debug, output }
 }

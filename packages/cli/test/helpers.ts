@@ -35,6 +35,7 @@ export interface BangerHome {
  * daemon is stopped with `banger daemon stop`, and killed if that did not work.
  */
 export function bangerHome(extraEnv: Record<string, string> = {}): BangerHome {
+  if (!existsSync(BANGER_BIN)) throw new Error(`${BANGER_BIN} is missing: run \`pnpm build\` first`)
   const dir = userTempDir('banger-cli')
   const stateDir = join(dir, 'state')
   const socketPath = join(dir, 'run', 'bangerd.sock')
