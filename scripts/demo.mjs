@@ -2,7 +2,7 @@
 // The main job on a fresh machine, which reaches no public registry: start a real registry on
 // loopback, push a Debian bookworm image built with debootstrap into it, then run the real
 // `banger` CLI (as an unprivileged user when started as root) to pull it into a bootable ext4.
-import { readdirSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
   debianImage,
@@ -32,6 +32,16 @@ async function step(title, cmd, args) {
   if (result.code !== 0) throw new Error(`${title} failed (exit ${result.code})`)
   return result
 }
+
+// The image gets a throwaway SSH key (a real user's ~/.ssh/id_ed25519.pub is picked up instead).
+const key = join(home, 'id_ed25519')
+await runAsUser('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key], { check: true })
+await runAsUser('mkdir', ['-p', join(env.XDG_CONFIG_HOME, 'banger')], { check: true })
+const config = join(env.XDG_CONFIG_HOME, 'banger', 'config.json')
+await runAsUser('tee', [config], {
+  check: true,
+  input: JSON.stringify({ authorizedKeys: [readFileSync(`${key}.pub`, 'utf8').trim()] }),
+})
 
 console.log('building the sample image (debootstrap, cached after the first run)…')
 const image = await debianImage()
