@@ -6,6 +6,7 @@ export {
   AuthError,
   BadPlatformError,
   BadReferenceError,
+  BadSourceError,
   BlobUnknownError,
   CacheError,
   CredentialHelperError,
