@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { access, constants, mkdtemp, open, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { quoteArg, runDebugfsWrite } from './debugfs.js'
+import { listInodes, runDebugfs } from './debugfs.js'
 import {
   DebugfsMissingError,
   InodesTooFewError,
@@ -11,6 +11,7 @@ import {
   MkfsMissingError,
   SizeTooSmallError,
   TreeNotFoundError,
+  UnencodableNameError,
 } from './errors.js'
 import { BLOCK_SIZE, INODE_SIZE, minimumBlocks } from './plan.js'
 import type { BuildExt4Options, Ext4Image } from './types.js'
@@ -108,6 +109,8 @@ export async function buildExt4(options: BuildExt4Options & Ext4ToolOptions): Pr
   }
 
   const scan = await scanTree(tree, signal)
+  if (options.timestamp !== undefined && scan.unencodable !== undefined)
+    throw new UnencodableNameError(scan.unencodable, 'it holds a newline, carriage return or NUL')
   const needInodes = scan.totals.inodes + RESERVED_INODES
   if (options.inodes !== undefined && options.inodes < needInodes)
     throw new InodesTooFewError(options.inodes, needInodes)
@@ -156,13 +159,21 @@ export async function buildExt4(options: BuildExt4Options & Ext4ToolOptions): Pr
       const debugfs = options.debugfs ?? (await findDebugfs(mkfs))
       const work = await mkdtemp(join(tmpdir(), 'banger-ext4-'))
       try {
+        // Address inodes as <ino> from one listing pass: a path lookup costs debugfs a scan of
+        // its directory, which grows with the square of the directory's size over a batch.
+        const inodes = await listInodes(debugfs, output, scan.directories, work, signal)
         const t = `@${options.timestamp}`
         const commands: string[] = []
-        for (const p of scan.paths) {
-          const q = quoteArg(p)
-          commands.push(`sif ${q} atime ${t}`, `sif ${q} ctime ${t}`)
-        }
-        await runDebugfsWrite(debugfs, output, commands, work, signal)
+        for (const ino of inodes)
+          commands.push(`sif <${ino}> atime ${t}`, `sif <${ino}> ctime ${t}`)
+        await runDebugfs({
+          binary: debugfs,
+          image: output,
+          commands,
+          write: true,
+          workDir: work,
+          signal,
+        })
       } finally {
         await rm(work, { recursive: true, force: true })
       }

@@ -20,25 +20,32 @@ export function quoteArg(value: string): string {
   return `"${value.replaceAll('"', '""')}"`
 }
 
+export interface DebugfsBatch {
+  binary: string
+  image: string
+  commands: readonly string[]
+  write: boolean
+  workDir: string
+  signal?: AbortSignal
+  /** Each command's output lines, in order. Default: any line is an error. */
+  onOutput?: (index: number, lines: string[]) => void
+}
+
 /**
- * Runs every command in one `debugfs -w` process and rejects on any line of output: the commands
- * it is used for (sif) print nothing when they work. stdout and stderr share one file, and
- * debugfs flushes its echo of each command, so an error sits right after its command.
+ * Runs every command in one debugfs process. stdout and stderr share one file, and debugfs
+ * flushes its `debugfs: <command>` echo before running each command, so every line between two
+ * echoes belongs to the first. Without `onOutput`, any such line is an error (sif prints nothing
+ * when it works).
  */
-export async function runDebugfsWrite(
-  binary: string,
-  image: string,
-  commands: readonly string[],
-  workDir: string,
-  signal?: AbortSignal,
-): Promise<void> {
-  const script = join(workDir, 'times.debugfs')
+export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
+  const { binary, image, commands, workDir, signal } = batch
+  const script = join(workDir, batch.write ? 'write.debugfs' : 'read.debugfs')
   await writeFile(script, commands.join('\n') + '\n')
   const out = await open(`${script}.out`, 'w')
   let code: number | null
   try {
     code = await new Promise<number | null>((resolve, reject) => {
-      const child = spawn(binary, ['-w', '-f', script, image], {
+      const child = spawn(binary, [...(batch.write ? ['-w'] : []), '-f', script, image], {
         stdio: ['ignore', out.fd, out.fd],
         env: { ...process.env, LC_ALL: 'C' },
         signal,
@@ -54,16 +61,29 @@ export async function runDebugfsWrite(
     await out.close()
   }
   let next = 0
+  let current: string[] = []
   const errors: string[] = []
+  const flush = (): void => {
+    if (next === 0) return
+    if (batch.onOutput) batch.onOutput(next - 1, current)
+    else
+      for (const line of current)
+        if (line.trim() !== '') errors.push(`\`${commands[next - 1]}\` printed "${line}"`)
+  }
   const lines = createInterface({
     input: createReadStream(`${script}.out`, { encoding: 'utf8' }),
     crlfDelay: Infinity,
   })
   for await (const line of lines) {
-    if (next < commands.length && line === `debugfs: ${commands[next]}`) next++
-    else if (!/^debugfs \d+\.\d+/.test(line) && line.trim() !== '')
-      errors.push(next > 0 ? `\`${commands[next - 1]}\` printed "${line}"` : line)
+    if (next < commands.length && line === `debugfs: ${commands[next]}`) {
+      flush()
+      current = []
+      next++
+    } else if (next === 0) {
+      if (!/^debugfs \d+\.\d+/.test(line) && line.trim() !== '') errors.push(line)
+    } else current.push(line)
   }
+  flush()
   if (code !== 0) errors.unshift(`exit status ${code}`)
   if (next !== commands.length) errors.push(`stopped after ${next} of ${commands.length} commands`)
   if (errors.length)
@@ -71,4 +91,31 @@ export async function runDebugfsWrite(
       image,
       errors.slice(0, 3).join('; ') + (errors.length > 3 ? ` (and ${errors.length - 3} more)` : ''),
     )
+}
+
+/** Inode numbers of everything in the given directories (`ls -p`), the root included. */
+export async function listInodes(
+  binary: string,
+  image: string,
+  dirs: string[],
+  workDir: string,
+  signal?: AbortSignal,
+): Promise<Set<number>> {
+  const inodes = new Set<number>([2])
+  await runDebugfs({
+    binary,
+    image,
+    commands: dirs.map((d) => `ls -p ${quoteArg(d)}`),
+    write: false,
+    workDir,
+    signal,
+    onOutput: (_i, lines) => {
+      for (const line of lines) {
+        // /ino/mode/uid/gid/name/size/ — a name cannot hold '/'.
+        const m = /^\/(\d+)\/[0-7]+\/-?\d+\/-?\d+\/(.*)\/\d*\/$/.exec(line)
+        if (m && m[1] !== '0' && m[2] !== '.' && m[2] !== '..') inodes.add(Number(m[1]))
+      }
+    },
+  })
+  return inodes
 }

@@ -4,14 +4,17 @@ import type { DetailedTreeTotals } from './plan.js'
 
 export interface TreeScan {
   totals: Required<DetailedTreeTotals>
-  /** Image paths ('/', '/etc', …) of every inode, hardlinks once, parents before children. */
-  paths: string[]
+  /** Image paths of every directory ('/', '/etc', …), parents before children. */
+  directories: string[]
+  /** A name that holds a newline, carriage return or NUL (debugfs cannot address it), if any. */
+  unencodable?: string
 }
 
 /** Walks the tree with lstat (never following symlinks) and counts what mkfs will copy. */
 export async function scanTree(tree: string, signal?: AbortSignal): Promise<TreeScan> {
   const totals = { bytes: 0, inodes: 1, directories: 1, files: 0, symlinks: 0 }
-  const paths = ['/']
+  const directories = ['/']
+  let unencodable: string | undefined
   const seen = new Set<string>()
   const pending: { host: string; image: string }[] = [{ host: tree, image: '' }]
   while (pending.length) {
@@ -20,10 +23,11 @@ export async function scanTree(tree: string, signal?: AbortSignal): Promise<Tree
     for await (const dirent of await opendir(dir.host)) {
       const host = join(dir.host, dirent.name)
       const image = `${dir.image}/${dirent.name}`
+      if (unencodable === undefined && /[\n\r\0]/.test(dirent.name)) unencodable = image
       if (dirent.isDirectory()) {
         totals.inodes++
         totals.directories++
-        paths.push(image)
+        directories.push(image)
         pending.push({ host, image })
         continue
       }
@@ -34,7 +38,6 @@ export async function scanTree(tree: string, signal?: AbortSignal): Promise<Tree
         seen.add(key)
       }
       totals.inodes++
-      paths.push(image)
       if (st.isFile()) {
         totals.files++
         totals.bytes += Number(st.size)
@@ -44,5 +47,5 @@ export async function scanTree(tree: string, signal?: AbortSignal): Promise<Tree
       }
     }
   }
-  return { totals, paths }
+  return unencodable === undefined ? { totals, directories } : { totals, directories, unencodable }
 }

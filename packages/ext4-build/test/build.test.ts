@@ -110,9 +110,18 @@ describe('buildExt4 as an unprivileged user', () => {
     const stats = await debugfs(join(dir, 'a.ext4'), ['stats'])
     expect(stats).toContain(`Filesystem UUID:          ${UUID}`)
     expect(stats).toContain(`Directory Hash Seed:      ${UUID}`)
-    const s = await debugfs(join(dir, 'a.ext4'), ['stat /etc/hostname'])
-    expect(s).toMatch(/ctime: 0x6553f100/)
-    expect(s).toMatch(/atime: 0x6553f100/)
+    for (const path of [
+      '/',
+      '/etc/hostname',
+      '/usr/lib/link',
+      '/usr/lib/deep/er/big.bin',
+      '/lost+found',
+    ]) {
+      const s = await debugfs(join(dir, 'a.ext4'), [`stat "${path}"`])
+      expect(s, path).toMatch(/ ctime: 0x6553f100:00000000/)
+      expect(s, path).toMatch(/ atime: 0x6553f100:00000000/)
+      expect(s, path).toMatch(/crtime: 0x6553f100:00000000/)
+    }
     // A different timestamp is a different image: the options matter, not the clock.
     await buildAsUser(
       dir,
@@ -177,6 +186,24 @@ describe('buildExt4 as an unprivileged user', () => {
       /bad superblock magic in -F -q -b 4096 -I 256 -N \d+ -E root_owner=0:0 -d tree x\.ext4/,
     )
     expect(existsSync(join(dir, 'x.ext4'))).toBe(false)
+  })
+
+  it('refuses a name debugfs cannot address when asked for fixed times, and builds it otherwise', async () => {
+    const dir = userTempDir('ext4-newline')
+    const out = (await runAsUserScript(
+      `makeTree('tree', [{ path: 'bad\\nname', type: 'file', content: 'x' }])
+       const plain = await lib.buildExt4({ tree: 'tree', output: 'plain.ext4', sizeBytes: 64 << 20 })
+       try {
+         await lib.buildExt4({ tree: 'tree', output: 'fixed.ext4', sizeBytes: 64 << 20, timestamp: 1 })
+       } catch (err) { return { plain, code: err.code, message: err.message, left: fs.existsSync('fixed.ext4') } }`,
+      dir,
+    )) as {
+      result: { plain: { blockCount: number }; code: string; message: string; left: boolean }
+    }
+    expect(out.result.plain.blockCount).toBe(16384)
+    expect(out.result.code).toBe('E_UNENCODABLE_NAME')
+    expect(out.result.message).toContain('"/bad\\nname"')
+    expect(out.result.left).toBe(false)
   })
 
   it('rejects a size that is not a multiple of 4096 and a missing tree with codes', async () => {

@@ -25,6 +25,7 @@ export async function runAsUserScript(
   writeFileSync(
     script,
     `import * as lib from ${JSON.stringify(DIST)}
+import * as fs from 'node:fs'
 import { mkdirSync, writeFileSync, symlinkSync, linkSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
 function makeTree(root, specs) {
