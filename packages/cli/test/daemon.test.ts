@@ -61,6 +61,27 @@ describe('banger daemon start|stop|status', () => {
     expect(isAlive(Number(m![1]))).toBe(true)
   })
 
+  it('starts a new daemon when the socket is stale (its daemon was SIGKILLed)', async () => {
+    const home = bangerHome()
+    expect((await home.banger('image', 'list')).code).toBe(0)
+    const first = JSON.parse((await home.banger('daemon', 'status', '--json')).stdout) as {
+      pid: number
+    }
+    process.kill(first.pid, 'SIGKILL')
+    for (let i = 0; i < 50 && isAlive(first.pid); i++) await sleep(50)
+    expect(existsSync(home.socketPath)).toBe(true) // left behind, refusing connections
+    expect((await home.banger('daemon', 'status')).code).toBe(3)
+
+    const list = await home.banger('image', 'list', '--json')
+    expect(list.stderr).toBe('')
+    expect(list.code).toBe(0)
+    const second = JSON.parse((await home.banger('daemon', 'status', '--json')).stdout) as {
+      pid: number
+    }
+    expect(second.pid).not.toBe(first.pid)
+    expect(isAlive(second.pid)).toBe(true)
+  })
+
   it('starts one daemon when two commands race to start it', async () => {
     const home = bangerHome()
     const [a, b] = await Promise.all([

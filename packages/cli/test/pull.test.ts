@@ -222,6 +222,31 @@ describe('banger image pull', () => {
   })
 })
 
+describe('banger image pull when the daemon dies', () => {
+  it('fails with one line and exit 1 instead of hanging', async () => {
+    const proxy = await throttledProxy(registry.host, 1024 * 1024)
+    onTestFinished(() => proxy.close())
+    const home = bangerHome()
+    await addKernel(home)
+    const { pid } = JSON.parse((await home.banger('daemon', 'status', '--json')).stdout) as {
+      pid: number
+    }
+    const child = home.spawn('image', 'pull', big.replace(registry.host, proxy.host))
+    let stderr = ''
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('close', (code) => resolve(code)),
+    )
+    for (let i = 0; i < 200 && !stderr.includes('downloading layers'); i++) await sleep(100)
+    process.kill(pid, 'SIGKILL')
+    expect(await exited).toBe(1)
+    const lines = stderr.trimEnd().split('\n')
+    expect(lines.at(-2)).toMatch(/^banger: the connection to the daemon at \S+ closed$/)
+    expect(lines.at(-1)).toMatch(/^hint: /)
+    expect(stderr).not.toMatch(/\n\s+at /)
+  })
+})
+
 function containing(s: string): string {
   return expect.stringContaining(s) as string
 }
