@@ -148,6 +148,7 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
         log.info('stopping')
         server.abortAll()
         await images.close()
+        await pipeline.close?.().catch((err: unknown) => log.warn({ err }, 'pipeline close'))
         await server.close()
         db.close()
         await unlink(paths.socketPath).catch(() => undefined)

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -96,6 +96,7 @@ export class ImageService {
   async register(params: ImageRegisterParams): Promise<ImageRecord> {
     this.#assertNameFree(params.name)
     await checkPath('params.rootfsPath', params.rootfsPath, 'file')
+    await checkExt4(params.rootfsPath)
     const kernel = await this.o.kernels.resolve(params)
     return this.#ops.run(async () => {
       this.#assertNameFree(params.name)
@@ -275,6 +276,16 @@ export class ImageService {
     let published = false
     let inserted = false
     const started = Date.now()
+    // Stage start times, logged at the end: the figures a benchmark wants.
+    const stageAt: Record<string, number> = {}
+    const forward = p.onProgress
+    p = {
+      ...p,
+      onProgress: (event) => {
+        if (event.type === 'stage') stageAt[event.stage] = Date.now() - started
+        forward(event)
+      },
+    }
     try {
       p.onProgress({ type: 'stage', stage: 'resolve' })
       await mkdir(staging, { recursive: true, mode: 0o700 })
@@ -330,14 +341,19 @@ export class ImageService {
       })
       p.onProgress({ type: 'stage', stage: 'done' })
       log.info(
-        { ms: Date.now() - started, sizeBytes: image.sizeBytes, digest: image.manifestDigest },
+        {
+          ms: Date.now() - started,
+          stageAt,
+          sizeBytes: image.sizeBytes,
+          digest: image.manifestDigest,
+        },
         'pull published',
       )
       return await withStatus(image)
     } catch (err) {
       const cancelled = p.signal.aborted
       if (cancelled) log.info('pull cancelled; cleaning up')
-      else log.error({ err }, 'pull failed; cleaning up')
+      else log.error({ err, stageAt }, 'pull failed; cleaning up')
       await removeAll(staging).catch((e: unknown) => log.error({ err: e }, 'cleanup failed'))
       if (published && !inserted) {
         await removeAll(finalDir).catch((e: unknown) => log.error({ err: e }, 'cleanup failed'))
@@ -434,6 +450,21 @@ export class ImageService {
     for (const job of running) job.controller.abort()
     await Promise.allSettled(running.map((j) => j.promise))
   }
+}
+
+/** The ext4 superblock starts at byte 1024; its magic 0xEF53 (little-endian) is at offset 56. */
+async function checkExt4(path: string): Promise<void> {
+  const fh = await open(path, 'r')
+  try {
+    const buf = Buffer.alloc(2)
+    const { bytesRead } = await fh.read(buf, 0, 2, 1024 + 56)
+    if (bytesRead === 2 && buf.readUInt16LE(0) === 0xef53) return
+  } finally {
+    await fh.close()
+  }
+  throw new RpcError(ERROR_CODES.NOT_EXT4, `rootfs ${path} is not an ext4 filesystem`, {
+    hint: 'Register an ext4 image file (mkfs.ext4), not a directory, tarball or partitioned disk.',
+  })
 }
 
 function isAlive(pid: number): boolean {

@@ -54,6 +54,8 @@ export interface PullPipeline {
   parseReference(input: string): ParsedReference
   formatReference(ref: ParsedReference): string
   run(job: PullJob): Promise<PullOutcome>
+  /** Release connections; called once at daemon stop, after every pull has settled. */
+  close?(): Promise<void>
 }
 
 /** Prefix of the temporary trees; `<prefix><pid>-` lets a restarted daemon sweep dead ones. */

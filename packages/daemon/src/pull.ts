@@ -65,6 +65,10 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
   }
 
   return {
+    async close() {
+      await Promise.allSettled([...clients.values()].map((c) => c.close()))
+      clients.clear()
+    },
     parseReference: (input) => parseReference(input),
     formatReference: (ref) => formatReference(ref),
     async run(job: PullJob): Promise<PullOutcome> {

@@ -25,6 +25,13 @@ import {
 const containing = (s: string): string => expect.stringContaining(s) as string
 const matching = (r: RegExp): string => expect.stringMatching(r) as string
 
+/** 4 KiB with the ext4 superblock magic where image.register looks for it. */
+function fakeExt4(): Buffer {
+  const buf = Buffer.alloc(4096)
+  buf.writeUInt16LE(0xef53, 1024 + 56)
+  return buf
+}
+
 /** Send raw lines and collect the response lines. */
 async function raw(socketPath: string, lines: string[], expect: number): Promise<unknown[]> {
   return new Promise((resolve, reject) => {
@@ -260,7 +267,12 @@ describe('image records', () => {
     const { dirs, client } = await startTestDaemon()
     const kernelPath = fakeKernel(dirs)
     const rootfsPath = join(dirs.root, 'my.ext4')
-    writeFileSync(rootfsPath, Buffer.alloc(4096))
+    writeFileSync(rootfsPath, fakeExt4())
+    const junk = join(dirs.root, 'junk.img')
+    writeFileSync(junk, Buffer.alloc(4096))
+    await expect(
+      client.call('image.register', { name: 'junk', rootfsPath: junk, kernelPath }),
+    ).rejects.toMatchObject({ code: 'E_NOT_EXT4' })
     const rec = await client.call('image.register', { name: 'mine', rootfsPath, kernelPath })
     expect(rec).toMatchObject({
       name: 'mine',
@@ -278,7 +290,7 @@ describe('image records', () => {
     expect(shown.status).toBe('broken')
     expect(shown.problem).toContain('is missing')
     expect((await client.call('image.list', {})).images.map((i) => i.status)).toEqual(['broken'])
-    writeFileSync(rootfsPath, 'back')
+    writeFileSync(rootfsPath, fakeExt4())
     await client.call('image.delete', { name: 'mine' })
     expect(existsSync(rootfsPath)).toBe(true) // unmanaged: never deleted
     expect((await client.call('image.list', {})).images).toEqual([])
@@ -288,7 +300,7 @@ describe('image records', () => {
     const { dirs, client } = await startTestDaemon()
     await client.call('kernel.add', { name: 'k', kernelPath: fakeKernel(dirs) })
     const rootfsPath = join(dirs.root, 'r.ext4')
-    writeFileSync(rootfsPath, 'x')
+    writeFileSync(rootfsPath, fakeExt4())
     await client.call('image.register', { name: 'r', rootfsPath, kernel: 'k' })
     await expect(client.call('kernel.delete', { name: 'k' })).rejects.toMatchObject({
       code: 'E_KERNEL_IN_USE',

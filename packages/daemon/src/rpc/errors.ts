@@ -39,6 +39,8 @@ export const ERROR_CODES = {
   FILE_NOT_FOUND: 'E_FILE_NOT_FOUND',
   /** A pull found no SSH public key to install (none in ~/.ssh, none in the config). */
   NO_AUTHORIZED_KEYS: 'E_NO_AUTHORIZED_KEYS',
+  /** `image.register` of a file that is not an ext4 filesystem. */
+  NOT_EXT4: 'E_NOT_EXT4',
   /** The kernel is still used by an image. */
   KERNEL_IN_USE: 'E_KERNEL_IN_USE',
   /** The pull was cancelled by the client, a disconnect or a daemon shutdown. */
