@@ -276,3 +276,31 @@ describe('destination and cancellation', () => {
     expect(existsSync(dest)).toBe(true)
   })
 })
+
+describe('failures mid-stream leave nothing running', () => {
+  test('an unsafe entry early in a large zstd layer stops zstd and resolves promptly', async () => {
+    const tar = await tarLayer([
+      { name: '../evil', content: 'x' },
+      { name: 'big', content: Buffer.alloc(20 * 1024 * 1024, 7) },
+    ])
+    for (const engine of ['system', 'js']) {
+      if (engine === 'js') process.env.BANGER_FLATTEN_ZSTD = 'js'
+      onTestFinished(() => void delete process.env.BANGER_FLATTEN_ZSTD)
+      await refuses([layerOf(tar, { compress: 'zstd', chunk: 65536 })], 'E_UNSAFE_PATH')
+    }
+  })
+
+  test('a failing tar output is E_WRITE_FAILED, not a corrupt layer', async () => {
+    const { Writable } = await import('node:stream')
+    const { flattenToTar } = await import('./flatten.js')
+    const broken = new Writable({
+      write(_chunk, _enc, cb) {
+        cb(Object.assign(new Error('EPIPE'), { code: 'EPIPE' }))
+      },
+    })
+    broken.on('error', () => {})
+    await expect(
+      flattenToTar(await layers([{ name: 'a', content: 'x' }]), broken),
+    ).rejects.toMatchObject({ code: 'E_WRITE_FAILED' })
+  })
+})
