@@ -152,6 +152,12 @@ export class ImageService {
     ])
     const key = JSON.stringify([sourceRef, platform, sizeBytes, kernelKey, !!params.insecure])
 
+    // A cancelled pull of this name may still be cleaning up: wait for it, then start afresh.
+    const cancelled = this.#inflight.get(name)
+    if (cancelled?.controller.signal.aborted) {
+      await cancelled.promise.catch(() => undefined)
+      return this.pull(params, ctx)
+    }
     const joined = this.#join(name, key, ctx)
     if (joined) return joined
     this.#assertNameFree(name)

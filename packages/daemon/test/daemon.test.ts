@@ -490,6 +490,32 @@ describe('image.pull bookkeeping (fake pipeline)', () => {
     expect(readdirSync(join(dirs.stateDir, 'images'))).toEqual([])
   })
 
+  it('a pull right after a cancelled one of the same name waits for its cleanup, then runs', async () => {
+    let first = true
+    const pipeline = fakePipeline(async (job) => {
+      if (!first) return
+      first = false
+      await new Promise((_, reject) =>
+        job.signal.addEventListener('abort', () => {
+          // slow cleanup: the cancelled pull is still in flight for a while
+          setTimeout(() => reject(job.signal.reason as Error), 200)
+        }),
+      )
+    })
+    const { dirs, client } = await startTestDaemon({ pipeline })
+    const kernelPath = fakeKernel(dirs)
+    const ref = '127.0.0.1:5000/a:1'
+    const controller = new AbortController()
+    const a = client.call('image.pull', { ref, kernelPath }, { signal: controller.signal })
+    await waitFor(() => pipeline.calls.length === 1)
+    controller.abort()
+    await expect(a).rejects.toMatchObject({ code: 'E_PULL_CANCELLED' })
+    const b = await client.call('image.pull', { ref, kernelPath })
+    expect(b.status).toBe('ready')
+    expect(pipeline.calls).toHaveLength(2)
+    expect(pipeline.calls[0]!.signal.aborted).toBe(true)
+  })
+
   it('identical concurrent pulls share one run; other names pull in parallel', async () => {
     let release!: () => void
     const gate = new Promise<void>((r) => (release = r))
