@@ -2,7 +2,10 @@
 import type { Readable } from 'node:stream'
 
 export interface LayerInput {
-  /** The layer's bytes: gzip, zstd or plain tar, detected by magic. Called once, in layer order. */
+  /**
+   * The layer's bytes: gzip, zstd or plain tar, detected by magic. Called once, in layer order
+   * (flattenToTar calls it a second time, in order, for the layers that still hold file content).
+   */
   open(): Readable | Promise<Readable>
   /** `sha256:<hex>` of the uncompressed tar; checked when given. */
   diffId?: string

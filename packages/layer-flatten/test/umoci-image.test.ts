@@ -19,6 +19,8 @@ import {
   type Stats,
 } from 'node:fs'
 import { dirname, join } from 'node:path'
+import { Readable } from 'node:stream'
+import { gunzipSync } from 'node:zlib'
 import { buildImage, run, userTempDir, type OciImage } from '@banger/test-support'
 import { beforeAll, expect, test } from 'vitest'
 import type { EntryRecord, FlattenResult } from '../src/types.js'
@@ -177,6 +179,38 @@ test('type, mode, owner, mtime, size, link target, device numbers and xattrs mat
   expect(get('/dev/fifo')).toBeUndefined()
   expect(get('/var/lib/pkgs/a')).toBeUndefined()
   expect(get('/locked/inner')?.mode).toBe(0)
+})
+
+test('the same image recompressed by skopeo to zstd, or uncompressed, flattens to the same manifest', async () => {
+  const { flattenToDirectory } = await import('../src/flatten.js')
+  const { layersFromOciLayout } = await import('../src/oci-layout.js')
+  const work = userTempDir('lf-skopeo')
+  const layout = join(work, 'zstd')
+  await run('skopeo', [
+    'copy',
+    '--dest-compress-format',
+    'zstd',
+    `oci:${image.layout}:${image.tag}`,
+    `oci:${layout}:${image.tag}`,
+  ])
+  const zstdLayers = await layersFromOciLayout(layout, image.tag)
+  for (const layer of zstdLayers) {
+    expect(
+      readFileSync(join(layout, 'blobs', ...layer.name!.split(':')))
+        .subarray(0, 4)
+        .toString('hex'),
+    ).toBe('28b52ffd')
+  }
+  expect(await flattenToDirectory(zstdLayers, join(work, 'tree-zstd'))).toEqual(result)
+  // Plain tar layers: the gzip blobs inflated, checked against the same DiffIDs.
+  const plain = (await layersFromOciLayout(image.layout, image.tag)).map((layer) => ({
+    ...layer,
+    open: () =>
+      Readable.from([
+        gunzipSync(readFileSync(join(image.layout, 'blobs', ...layer.name!.split(':')))),
+      ]),
+  }))
+  expect(await flattenToDirectory(plain, join(work, 'tree-plain'))).toEqual(result)
 })
 
 test('content, hardlinks and symlinks on disk match umoci; specials exist only in the manifest', () => {
