@@ -346,6 +346,37 @@ describe('bangerd pulls as an unprivileged user', () => {
     expect(st.blocks * 512).toBeLessThan(st.size / 4)
   })
 
+  it('honours the config (mirrors) and the platform param', async () => {
+    const e = userEnv()
+    writeFileSync(
+      e.env.BANGER_CONFIG!,
+      JSON.stringify({ mirrors: { 'mirror.invalid': [registry.url] } }),
+    )
+    const { client } = await start(e)
+    const kernelPath = fakeKernel(e)
+    // mirror.invalid does not resolve: only the configured mirror can serve this
+    const viaMirror = await client.call('image.pull', {
+      ref: 'mirror.invalid/small:v1',
+      kernelPath,
+    })
+    expect(viaMirror).toMatchObject({ name: 'small-v1', sourceRef: 'mirror.invalid/small:v1' })
+
+    const arm = await buildImage([(root) => writeFileSync(join(root, 'arch'), 'arm64\n')], {
+      arch: 'arm64',
+    })
+    const armRef = await pushImage(arm, registry, 'armonly:v1')
+    const rec = await client.call('image.pull', {
+      ref: armRef,
+      kernelPath,
+      platform: 'linux/arm64',
+    })
+    expect(rec.platform).toMatch(/^linux\/arm64/)
+    await expect(
+      client.call('image.pull', { ref: armRef, kernelPath, name: 'arm-as-amd' }),
+    ).rejects.toMatchObject({ code: expect.stringMatching(/^E_PLATFORM/) as string })
+    expect(leftovers(e)).toEqual([])
+  })
+
   it('two daemons started at once: one serves, the other exits 1 once the first answers', async () => {
     const e = userEnv()
     const [a, b] = await Promise.allSettled([spawnDaemon(e), spawnDaemon(e)])
