@@ -275,6 +275,34 @@ describe('bangerd pulls as an unprivileged user', () => {
     )
   })
 
+  it('SIGTERM mid-pull: the pull is cancelled, cleaned up, and the daemon exits 0', async () => {
+    const e = userEnv()
+    const big = await smallImage(`term-${Date.now()}`, 24 * 1024 * 1024)
+    const ref = await pushImage(big, registry, 'term:v1')
+    const d = await spawnDaemon(e)
+    let sent = false
+    const pull = d.client.call(
+      'image.pull',
+      { ref, kernelPath: fakeKernel(e) },
+      {
+        onProgress: (p) => {
+          if (!sent && p.type === 'stage' && p.stage === 'flatten') {
+            sent = true
+            d.child.kill('SIGTERM')
+          }
+        },
+      },
+    )
+    await expect(pull).rejects.toMatchObject({
+      code: expect.stringMatching(/^E_(PULL_CANCELLED|DAEMON_UNAVAILABLE)$/) as string,
+    })
+    expect(await d.exited).toBe(0)
+    expect(sent).toBe(true)
+    expect(leftovers(e)).toEqual([])
+    expect(readdirSync(join(e.stateDir, 'images'))).toEqual([])
+    expect(existsSync(e.socketPath)).toBe(false)
+  })
+
   it('cancelling a real pull mid-way cleans up and the daemon keeps serving', async () => {
     const e = userEnv()
     const { client } = await start(e)
