@@ -116,6 +116,23 @@ afterAll(async () => {
   await registry?.stop()
 })
 
+describe('bangerd command line', () => {
+  it('prints help and version, and refuses an unknown flag with exit 2 and a hint', async () => {
+    const e = userEnv()
+    const help = await runDaemonOnce(e, ['--help'])
+    expect(help).toMatchObject({ code: 0, stdout: containing('Usage: bangerd [options]') })
+    expect(help.stdout).toContain('--socket PATH')
+    const version = await runDaemonOnce(e, ['--version'])
+    expect(version).toMatchObject({ code: 0, stdout: '0.0.0\n' })
+    const bad = await runDaemonOnce(e, ['--bogus'])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(
+      /^bangerd: Unknown option '--bogus'.*\n {2}Run `bangerd --help`\.\n$/,
+    )
+    expect(existsSync(e.stateDir)).toBe(false) // nothing created for a bad command line
+  })
+})
+
 describe('bangerd pulls as an unprivileged user', () => {
   it('pulls a multi-layer image into a clean, correct ext4 image; list, show, collision, delete', async () => {
     const e = userEnv()

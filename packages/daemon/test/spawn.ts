@@ -100,7 +100,7 @@ export async function spawnDaemon(e: UserEnv): Promise<RunningDaemon> {
 export function runDaemonOnce(
   e: UserEnv,
   args: string[] = [],
-): Promise<{ code: number | null; stderr: string }> {
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const user = testUser()
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], {
@@ -108,10 +108,12 @@ export function runDaemonOnce(
       gid: user.gid,
       cwd: e.root,
       env: e.env,
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     })
+    let stdout = ''
     let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    child.once('exit', (code) => resolve({ code, stderr }))
+    child.once('close', (code) => resolve({ code, stdout, stderr }))
   })
 }
