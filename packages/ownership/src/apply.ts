@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { debugfsCandidates, quoteArg, resolveBinary, runDebugfs } from './debugfs.js'
@@ -62,11 +62,15 @@ export async function applyOwnership(
     const failures: DebugfsFailure[] = []
     const inodes = new Map<string, number>()
     for (const [path, { ino }] of listed) inodes.set(path, ino)
+    // Closing a filesystem it changed, debugfs stamps the superblock's write time with the clock
+    // unless E2FSPROGS_FAKE_TIME is set: keep the image's own, so equal inputs give equal images.
+    const writeTime = await readWriteTime(imagePath)
     await runDebugfs({
       binary,
       image: imagePath,
       commands: plan.commands,
       write: true,
+      ...(writeTime === undefined ? {} : { env: { E2FSPROGS_FAKE_TIME: String(writeTime) } }),
       workDir,
       signal,
       onOutput: (i, lines) => {
@@ -209,4 +213,21 @@ function planCommands(
 export function encodeDevice(major: number, minor: number): [number, number] {
   if (major < 256 && minor < 256) return [major * 256 + minor, 0]
   return [0, (minor & 0xff) + major * 256 + (minor - (minor & 0xff)) * 4096]
+}
+
+/** s_wtime of an ext4 superblock (with its high byte), or undefined if this is not one. */
+export async function readWriteTime(image: string): Promise<number | undefined> {
+  const buf = Buffer.alloc(1024)
+  let file
+  try {
+    file = await open(image, 'r')
+    await file.read(buf, 0, 1024, 1024)
+  } catch {
+    return undefined // debugfs reports the unreadable image itself
+  } finally {
+    await file?.close()
+  }
+  if (buf.readUInt16LE(0x38) !== 0xef53) return undefined
+  const time = buf.readUInt32LE(0x30) + buf.readUInt8(0x274) * 2 ** 32
+  return time > 0 ? time : undefined
 }

@@ -55,6 +55,8 @@ export interface DebugfsBatch {
   /** A private directory for the script and the captured output. */
   workDir: string
   signal?: AbortSignal
+  /** Extra environment for debugfs (E2FSPROGS_FAKE_TIME). */
+  env?: Record<string, string>
   /** Each command's output lines (stdout and stderr interleaved, in order), called in order. */
   onOutput: (index: number, lines: string[]) => void
 }
@@ -84,7 +86,7 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
     code = await new Promise<number | null>((resolve, reject) => {
       const child = spawn(binary, args, {
         stdio: ['ignore', out.fd, out.fd],
-        env: { ...process.env, LC_ALL: 'C' },
+        env: { ...process.env, ...batch.env, LC_ALL: 'C' },
         signal,
       })
       child.once('error', (err: NodeJS.ErrnoException) => {

@@ -16,6 +16,16 @@ const b64 = (b: Buffer | string): string => Buffer.from(b).toString('base64')
 // VFS_CAP_REVISION_2, permitted = CAP_NET_RAW (bit 13): what `setcap cap_net_raw+p` writes.
 const CAP_NET_RAW = Buffer.from('0100000200200000000000000000000000000000', 'hex')
 const SELINUX = Buffer.from('system_u:object_r:bin_t:s0\0')
+// u::rwx,u:1000:rw-,g::r-x,m::rwx,o::r-x as the kernel (and so tar) gives it: ffffffff ids
+const ACL = Buffer.from(
+  '02000000' +
+    '01000700ffffffff' +
+    '02000600e8030000' +
+    '04000500ffffffff' +
+    '10000700ffffffff' +
+    '20000500ffffffff',
+  'hex',
+)
 
 type E = OwnershipEntry & { content?: string; target?: string; linkTo?: string }
 let t = 1_600_000_000
@@ -56,6 +66,7 @@ const MANIFEST: E[] = [
     },
   }),
   d('/tmp', 0o1777),
+  f('/tmp/acl', 0o664, 0, 0, { xattrs: { 'system.posix_acl_access': b64(ACL) } }),
   d('/home', 0o755),
   d('/home/big', 0o700, 100_000, 100_000),
   f('/home/big/file', 0o640, 165_536, 2_000_000_000),
