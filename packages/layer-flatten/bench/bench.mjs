@@ -1,5 +1,6 @@
 // Throughput of layer replay vs GNU tar, on the same layers.
 //   node packages/layer-flatten/bench/bench.mjs [dir ...]     (after `pnpm --filter @banger/layer-flatten build`)
+//   node packages/layer-flatten/bench/bench.mjs --layout DIR --tag TAG   (an OCI image's own blobs)
 // Each dir becomes one plain tar layer (made with GNU tar). Reports MB/s of uncompressed layer
 // data: flattenToDirectory vs `tar -x` of the same layers one after the other, the same with
 // gzip and zstd layers (system zstd and fzstd), and flattenToTar into /dev/null.
@@ -9,7 +10,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 const lib = await import(new URL('../dist/index.js', import.meta.url).href)
-const dirs = process.argv.slice(2).length
+const args = process.argv.slice(2)
+if (args[0] === '--layout') {
+  await benchLayout(args[1], args[3])
+  process.exit(0)
+}
+const dirs = args.length
   ? process.argv.slice(2)
   : ['/usr/lib/python3.11', '/usr/share/doc', '/usr/share/perl', '/usr/share/zoneinfo']
 const work = mkdtempSync(join(tmpdir(), 'lf-bench-'))
@@ -78,4 +84,39 @@ try {
   )
 } finally {
   rmSync(work, { recursive: true, force: true })
+}
+
+async function benchLayout(layout, tag) {
+  const inputs = await lib.layersFromOciLayout(layout, tag)
+  const blobs = inputs.map((l) => join(layout, 'blobs', ...l.name.split(':')))
+  let bytes = 0
+  for (const blob of blobs)
+    bytes += Number(
+      execFileSync('sh', [
+        '-c',
+        `gzip -dc '${blob}' 2>/dev/null | wc -c || zstd -dc '${blob}' | wc -c`,
+      ]),
+    )
+  const mb = bytes / 1e6
+  console.log(`${inputs.length} layers, ${mb.toFixed(1)} MB uncompressed (${layout}:${tag})`)
+  const work = mkdtempSync(join(tmpdir(), 'lf-bench-'))
+  try {
+    for (let i = 0; i < 3; i++) {
+      let t = process.hrtime.bigint()
+      await lib.flattenToDirectory(inputs, join(work, 'ours'))
+      const ours = Number(process.hrtime.bigint() - t) / 1e9
+      t = process.hrtime.bigint()
+      execFileSync('mkdir', [join(work, 'tar')])
+      for (const blob of blobs)
+        execFileSync('tar', ['-xf', blob, '--no-same-owner', '-C', join(work, 'tar')])
+      const theirs = Number(process.hrtime.bigint() - t) / 1e9
+      console.log(
+        `run ${i + 1}: flattenToDirectory ${(mb / ours).toFixed(0)} MB/s (${ours.toFixed(2)} s), tar -x ${(mb / theirs).toFixed(0)} MB/s (${theirs.toFixed(2)} s)`,
+      )
+      rmSync(join(work, 'ours'), { recursive: true, force: true })
+      rmSync(join(work, 'tar'), { recursive: true, force: true })
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true })
+  }
 }
