@@ -6,6 +6,7 @@ import {
   chownSync,
   existsSync,
   mkdirSync,
+  readFileSync,
   readdirSync,
   statSync,
   writeFileSync,
@@ -123,7 +124,10 @@ describe('bangerd command line', () => {
     expect(help).toMatchObject({ code: 0, stdout: containing('Usage: bangerd [options]') })
     expect(help.stdout).toContain('--socket PATH')
     const version = await runDaemonOnce(e, ['--version'])
-    expect(version).toMatchObject({ code: 0, stdout: '0.0.0\n' })
+    const pkg = JSON.parse(
+      readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8'),
+    ) as { version: string }
+    expect(version).toMatchObject({ code: 0, stdout: `${pkg.version}\n` })
     const bad = await runDaemonOnce(e, ['--bogus'])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(
