@@ -173,6 +173,8 @@ export async function buildExt4(options: BuildExt4Options & Ext4ToolOptions): Pr
           write: true,
           workDir: work,
           signal,
+          // Should anything dirty the superblock, its write time stays the build's.
+          env: { E2FSPROGS_FAKE_TIME: String(options.timestamp) },
         })
       } finally {
         await rm(work, { recursive: true, force: true })

@@ -27,6 +27,8 @@ export interface DebugfsBatch {
   write: boolean
   workDir: string
   signal?: AbortSignal
+  /** Extra environment for debugfs (E2FSPROGS_FAKE_TIME). */
+  env?: Record<string, string>
   /** Each command's output lines, in order. Default: any line is an error. */
   onOutput?: (index: number, lines: string[]) => void
 }
@@ -47,7 +49,7 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
     code = await new Promise<number | null>((resolve, reject) => {
       const child = spawn(binary, [...(batch.write ? ['-w'] : []), '-f', script, image], {
         stdio: ['ignore', out.fd, out.fd],
-        env: { ...process.env, LC_ALL: 'C' },
+        env: { ...process.env, ...batch.env, LC_ALL: 'C' },
         signal,
       })
       child.once('error', (err: NodeJS.ErrnoException) => {
