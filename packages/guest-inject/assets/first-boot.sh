@@ -264,7 +264,7 @@ network_dhcp() {
     run dhclient -4 -1 "$nic"
   elif have udhcpc; then
     run udhcpc -i "$nic" -s "$LIB_DIR/udhcpc.sh" -t 10 -T 2 -A 5 -b -p "/run/banger-udhcpc.$nic.pid"
-  elif have busybox && busybox udhcpc --help >/dev/null 2>&1; then
+  elif have busybox && busybox --list 2>/dev/null | grep -qx udhcpc; then
     run busybox udhcpc -i "$nic" -s "$LIB_DIR/udhcpc.sh" -t 10 -T 2 -A 5 -b -p "/run/banger-udhcpc.$nic.pid"
   elif have dhcpcd; then
     run dhcpcd -4 "$nic"
@@ -272,6 +272,16 @@ network_dhcp() {
     fail "no DHCP client (systemd-networkd, dhclient, udhcpc, dhcpcd) for $nic; pass ip=<address>::<gateway>:<netmask>::: on the kernel command line"
     return 1
   fi
+}
+
+log_address() {
+  address=''
+  if have ip; then
+    address=$(ip -4 -o addr show dev "$nic" 2>/dev/null | sed -n 's/.* inet \([0-9.\/]*\).*/\1/p')
+  elif have ifconfig; then
+    address=$(ifconfig "$nic" 2>/dev/null | sed -n 's/.*inet addr:\([0-9.]*\).*/\1/p')
+  fi
+  log "$nic address: ${address:-none yet}"
 }
 
 setup_network() {
@@ -286,12 +296,15 @@ setup_network() {
   fi
   log "configuring $nic ($net_mode)"
   if [ "$INIT" = systemd ] && networkd_binary; then
-    network_with_networkd
-  elif [ "$net_mode" = static ]; then
+    network_with_networkd || fail "network configuration of $nic failed"
+    return
+  fi
+  if [ "$net_mode" = static ]; then
     network_static
   else
     network_dhcp
   fi || fail "network configuration of $nic failed"
+  log_address
 }
 
 # --- hostname ------------------------------------------------------------------
@@ -309,7 +322,7 @@ setup_hostname() {
   if ! printf '%s' "$name" 2>/dev/null >/proc/sys/kernel/hostname; then
     have hostname && run hostname "$name"
   fi
-  if [ -f /etc/hosts ] && ! grep -q "[[:space:]]$name\([[:space:]]\|\$\)" /etc/hosts; then
+  if [ -f /etc/hosts ] && ! grep -qE "[[:space:]]$name([[:space:]]|\$)" /etc/hosts; then
     printf '127.0.1.1\t%s\n' "$name" >>/etc/hosts
   fi
   log "hostname $name"

@@ -1,11 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import {
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  mkdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { debianImage, freePort, run, testUser, userTempDir } from '@banger/test-support'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { injectAsUser } from './helpers.js'
+import { injectAsUser, mkfsAsUser } from './helpers.js'
 
 /*
  * The heart of issue 7: the harness's Debian (debootstrap minbase bookworm + systemd-sysv +
@@ -120,37 +130,56 @@ function ed25519Blob(text: string): string {
   return m[1]!
 }
 
+/** A scratch dir removed after the test, and a log dir removed only if the test passed. */
+function workDirs(): { work: string; logDir: string } {
+  const work = mkdtempSync(join(tmpdir(), 'guest-inject-boot-'))
+  // Logs live outside the work dir so a failure leaves them behind.
+  const logDir = mkdtempSync(join(tmpdir(), 'guest-inject-boot-logs-'))
+  onTestFinished((ctx) => {
+    rmSync(work, { recursive: true, force: true })
+    if (ctx.task.result?.state !== 'fail') rmSync(logDir, { recursive: true, force: true })
+  })
+  return { work, logDir }
+}
+
+/**
+ * The harness's Debian image as a root-owned tree. Test-only: umoci unpacks the OCI image as
+ * root; the pipeline (registry → flatten → ext4-build → ownership) replaces this in the repo's
+ * end-to-end boot test.
+ */
+async function debianRootfs(): Promise<{ work: string; logDir: string; rootfs: string }> {
+  const { work, logDir } = workDirs()
+  const oci = await debianImage()
+  const bundle = join(work, 'bundle')
+  await run('umoci', ['unpack', '--image', `${oci.layout}:${oci.tag}`, bundle])
+  return { work, logDir, rootfs: join(bundle, 'rootfs') }
+}
+
+/** A 2 GiB ext4 made from the tree with plain mkfs.ext4 -d, owned by the test user. */
+async function ext4From(rootfs: string): Promise<string> {
+  const user = testUser()
+  const image = join(userTempDir('guest-inject-boot'), 'debian.ext4')
+  await run('truncate', ['-s', '2G', image])
+  await run('mkfs.ext4', ['-q', '-F', '-d', rootfs, image])
+  chownSync(image, user.uid, user.gid)
+  rmSync(rootfs, { recursive: true, force: true })
+  return image
+}
+
+async function testKey(work: string): Promise<{ key: string; publicKey: string }> {
+  const key = join(work, 'id_ed25519')
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'banger-boot-test', '-f', key])
+  return { key, publicKey: readFileSync(`${key}.pub`, 'utf8').trim() }
+}
+
 describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
   it('boots the injected Debian image to sshd, with new host keys, twice', async () => {
-    const user = testUser()
-    const work = mkdtempSync(join(tmpdir(), 'guest-inject-boot-'))
-    // Logs live outside the work dir so a failure leaves them behind.
-    const logDir = mkdtempSync(join(tmpdir(), 'guest-inject-boot-logs-'))
-    onTestFinished((ctx) => {
-      rmSync(work, { recursive: true, force: true })
-      if (ctx.task.result?.state !== 'fail') rmSync(logDir, { recursive: true, force: true })
-    })
-
-    // Test-only: umoci unpacks the OCI image as root; the pipeline (registry → flatten →
-    // ext4-build → ownership) replaces these steps in the repo's end-to-end boot test.
-    const oci = await debianImage()
-    const bundle = join(work, 'bundle')
-    await run('umoci', ['unpack', '--image', `${oci.layout}:${oci.tag}`, bundle])
-    const rootfs = join(bundle, 'rootfs')
+    const { work, logDir, rootfs } = await debianRootfs()
     const bakedKey = ed25519Blob(
       readFileSync(join(rootfs, 'etc/ssh/ssh_host_ed25519_key.pub'), 'utf8'),
     )
-
-    const userDir = userTempDir('guest-inject-boot')
-    const image = join(userDir, 'debian.ext4')
-    await run('truncate', ['-s', '2G', image])
-    await run('mkfs.ext4', ['-q', '-F', '-d', rootfs, image])
-    chownSync(image, user.uid, user.gid)
-    rmSync(bundle, { recursive: true, force: true })
-
-    const key = join(work, 'id_ed25519')
-    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'banger-boot-test', '-f', key])
-    const publicKey = readFileSync(`${key}.pub`, 'utf8').trim()
+    const image = await ext4From(rootfs)
+    const { key, publicKey } = await testKey(work)
 
     const injected = await injectAsUser(image, {
       authorizedKeys: [publicKey],
@@ -209,4 +238,89 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
     expect(facts2).toMatch(/configuring \S+ \(static\)/)
     expect(facts2).toMatch(/marker \/var\/lib\/banger\/first-boot\.done present/)
   })
+
+  // Proves the install path: the first boot fetches openssh-server from the Debian mirror
+  // through qemu's user network (the image's own sources.list), so this needs the mirror.
+  it('installs sshd at first boot when the image has none', async () => {
+    const { work, logDir, rootfs } = await debianRootfs()
+    // Purge openssh-server from the tree; policy-rc.d keeps dpkg from touching services.
+    const policy = join(rootfs, 'usr/sbin/policy-rc.d')
+    writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 })
+    await run('chroot', [rootfs, 'dpkg', '--purge', 'openssh-server'])
+    rmSync(policy)
+    expect(existsSync(join(rootfs, 'usr/sbin/sshd'))).toBe(false)
+    const image = await ext4From(rootfs)
+    const { key, publicKey } = await testKey(work)
+
+    const injected = await injectAsUser(image, { authorizedKeys: [publicKey] })
+    if (!injected.ok) throw new Error(`injectGuest failed: ${JSON.stringify(injected.error)}`)
+    expect(injected.value.inspection.problems.map((p) => p.code)).toEqual(['GUEST_NO_SSHD'])
+
+    const knownHosts = join(work, 'known_hosts')
+    const vm = await bootVm(image, logDir, 'install')
+    const toSsh = await waitForSsh(vm, key, knownHosts)
+    console.log(`sshd install boot: ssh login ${Math.round(toSsh / 1000)}s after qemu started`)
+    const facts = await ssh(
+      vm,
+      key,
+      knownHosts,
+      'dpkg -s openssh-server | grep ^Status; test -e /usr/sbin/policy-rc.d || echo no-policy; ' +
+        'systemctl is-enabled ssh.service; cat /var/log/banger-first-boot.log',
+    )
+    const lines = facts.split('\n')
+    expect(lines.slice(0, 3)).toEqual(['Status: install ok installed', 'no-policy', 'enabled'])
+    expect(facts).toMatch(/sshd is missing: installing it/)
+    expect(facts).toMatch(/first boot done/)
+  })
+
+  // busybox init with no inittab and no sshd: the injected default inittab runs the program,
+  // which mounts /proc and /sys itself, gets a DHCP lease with busybox udhcpc and banger's
+  // event script, logs that sshd is missing, and the boot goes on to the console prompt.
+  it('boots a busybox tree: inittab hook, udhcpc lease, a logged failure that does not block', async () => {
+    const { work, logDir } = workDirs()
+    const tree = join(work, 'busybox-tree')
+    buildBusyboxTree(tree)
+    const image = await mkfsAsUser(tree, join(userTempDir('guest-inject-busybox'), 'bb.ext4'), 64)
+    const { publicKey } = await testKey(work)
+    const injected = await injectAsUser(image, { authorizedKeys: [publicKey] })
+    if (!injected.ok) throw new Error(`injectGuest failed: ${JSON.stringify(injected.error)}`)
+    expect(injected.value.inspection.initSystem).toBe('busybox')
+    expect(injected.value.inspection.problems.map((p) => p.code)).toEqual(['GUEST_NO_SSHD'])
+
+    const vm = await bootVm(image, logDir, 'busybox')
+    const started = Date.now()
+    while (!/Please press Enter to activate this console/.test(serialTail(vm.serialLog))) {
+      if (vm.exited()) throw new Error('qemu exited before the console prompt')
+      if (Date.now() - started > BOOT_TIMEOUT_MS) throw new Error('no console prompt')
+      await sleep(2000)
+    }
+    const log = serialTail(vm.serialLog)
+    expect(log).toMatch(/banger-first-boot: starting \(busybox\)/)
+    expect(log).toMatch(/banger-first-boot: configuring \S+ \(dhcp\)/)
+    expect(log).toMatch(/banger-first-boot: \S+ address: 10\.0\.2\.15\/24/)
+    expect(log).toMatch(/banger-first-boot: ERROR: sshd is not installed/)
+    expect(log).toMatch(/first boot incomplete/)
+  })
 })
+
+/** A root with the host's busybox (and the libraries it links), applets as relative links. */
+function buildBusyboxTree(root: string): void {
+  const busybox = '/usr/bin/busybox'
+  const copy = (from: string, to: string, mode: number): void => {
+    mkdirSync(dirname(join(root, to)), { recursive: true })
+    writeFileSync(join(root, to), readFileSync(from), { mode })
+  }
+  copy(busybox, 'bin/busybox', 0o755)
+  const ldd = execFileSync('ldd', [busybox], { encoding: 'utf8' })
+  for (const m of ldd.matchAll(/(\/\S+) \(0x/g)) copy(m[1]!, m[1]!.slice(1), 0o755)
+  const applets = execFileSync(busybox, ['--list-full'], { encoding: 'utf8' }).split('\n')
+  for (const applet of applets.filter(Boolean)) {
+    if (applet === 'bin/busybox') continue
+    mkdirSync(dirname(join(root, applet)), { recursive: true })
+    symlinkSync(relative(dirname(applet), 'bin/busybox'), join(root, applet))
+  }
+  for (const dir of ['proc', 'sys', 'dev', 'tmp', 'run', 'var/log', 'root', 'etc'])
+    mkdirSync(join(root, dir), { recursive: true })
+  writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n')
+  execFileSync('chmod', ['-R', 'a+rX', root])
+}

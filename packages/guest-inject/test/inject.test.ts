@@ -11,6 +11,7 @@ import {
   mkfsAsUser,
   type TreeSpec,
 } from './helpers.js'
+import { injectGuest, inspectGuest } from '../src/index.js'
 
 const ASSETS = resolve(import.meta.dirname, '../assets')
 const KEY_A =
@@ -267,6 +268,16 @@ describe('injectGuest failures', () => {
     expect(
       await injectAsUser(image, { authorizedKeys: [KEY_A], hostname: 'bad_name' }),
     ).toMatchObject({ ok: false, error: { code: 'E_INVALID_HOSTNAME' } })
+    await expect(statInode(image, '/usr/local/sbin/banger-first-boot')).rejects.toThrow()
+  })
+
+  it('rejects with the abort reason and leaves the image alone when aborted', async () => {
+    const image = await imageFrom(SYSTEMD_TREE, 'abort')
+    const signal = AbortSignal.abort()
+    await expect(injectGuest(image, { authorizedKeys: [KEY_A], signal })).rejects.toMatchObject({
+      name: 'AbortError',
+    })
+    await expect(inspectGuest(image, { signal })).rejects.toMatchObject({ name: 'AbortError' })
     await expect(statInode(image, '/usr/local/sbin/banger-first-boot')).rejects.toThrow()
   })
 })
