@@ -304,3 +304,35 @@ describe('failures mid-stream leave nothing running', () => {
     ).rejects.toMatchObject({ code: 'E_WRITE_FAILED' })
   })
 })
+
+test("the caller's stream errors pass through unwrapped, with their own code", async () => {
+  const tar = await tarLayer([{ name: 'a', content: 'x'.repeat(50_000) }])
+  const failing: LayerInput = {
+    open: () =>
+      Readable.from(
+        (async function* () {
+          yield tar.subarray(0, 10_000)
+          await Promise.resolve()
+          throw Object.assign(new Error('blob digest mismatch'), { code: 'E_DIGEST_MISMATCH' })
+        })(),
+        { objectMode: false },
+      ),
+  }
+  for (const compress of [undefined, 'gzip', 'zstd'] as const) {
+    const input = compress
+      ? {
+          open: () =>
+            Readable.from(errorAfter(compress === 'gzip' ? gzipSync(tar) : zstdSync(tar))),
+        }
+      : failing
+    await expect(flattenToDirectory([input], sandbox().dest)).rejects.toMatchObject({
+      code: 'E_DIGEST_MISMATCH',
+    })
+  }
+})
+
+async function* errorAfter(compressed: Buffer): AsyncGenerator<Buffer> {
+  yield compressed.subarray(0, 100)
+  await Promise.resolve()
+  throw Object.assign(new Error('blob digest mismatch'), { code: 'E_DIGEST_MISMATCH' })
+}

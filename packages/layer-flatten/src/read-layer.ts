@@ -67,6 +67,7 @@ export async function readLayer(
   signal?.addEventListener('abort', onAbort, { once: true })
 
   // latin1 keeps every name byte; decodeName turns it into strict UTF-8.
+  const it = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
   const extract = tarExtract({ filenameEncoding: 'latin1' } as object)
   keepPaxBytes(extract)
   const hash = createHash('sha256')
@@ -74,8 +75,18 @@ export async function readLayer(
   let zeroTail = 0
 
   let firstError: unknown
-  // Errors of the entry handler (disk, output) pass through as they are; the rest is the layer's.
+  // Errors of the entry handler (disk, output) and of the caller's stream (a download that
+  // failed its digest check) pass through as they are; the rest is the layer's fault.
   let handlerError: unknown
+  let sourceError: unknown
+  const pull = async () => {
+    try {
+      return await it.next()
+    } catch (err) {
+      sourceError = err
+      throw err
+    }
+  }
   const fail = (err: unknown) => {
     firstError ??= err
     if (!inner.signal.aborted) inner.abort(err)
@@ -98,11 +109,10 @@ export async function readLayer(
   }
 
   const producer = (async () => {
-    const it = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
     let head = Buffer.alloc(0)
     try {
       while (head.length < 6) {
-        const next = await it.next()
+        const next = await pull()
         if (next.done) break
         head = Buffer.concat([head, toBuffer(next.value)])
       }
@@ -117,7 +127,7 @@ export async function readLayer(
       source.destroy()
       throw err
     }
-    const rest = Readable.from(chain(head, it), { objectMode: false })
+    const rest = Readable.from(chain(head, it, pull), { objectMode: false })
     if (stage) await pipeline(rest, stage, feed, { signal: inner.signal })
     else await pipeline(rest, feed, { signal: inner.signal })
   })().catch(fail)
@@ -149,7 +159,7 @@ export async function readLayer(
     if (signal?.aborted) throw signal.reason
     if (firstError instanceof FlattenError) throw firstError
     // eslint-disable-next-line @typescript-eslint/only-throw-error -- the handler's own error, as thrown
-    if (firstError === handlerError) throw firstError
+    if (firstError === handlerError || firstError === sourceError) throw firstError
     const message = firstError instanceof Error ? firstError.message : JSON.stringify(firstError)
     throw new CorruptLayerError(
       /Unexpected end of data|unexpected end of file/i.test(message)
@@ -171,11 +181,15 @@ export async function readLayer(
   return diffId
 }
 
-async function* chain(head: Buffer, it: AsyncIterator<unknown>): AsyncGenerator<Buffer> {
+async function* chain(
+  head: Buffer,
+  it: AsyncIterator<unknown>,
+  pull: () => Promise<IteratorResult<unknown>>,
+): AsyncGenerator<Buffer> {
   try {
     if (head.length) yield head
     for (;;) {
-      const next = await it.next()
+      const next = await pull()
       if (next.done) return
       yield toBuffer(next.value)
     }
