@@ -8,7 +8,9 @@ import {
   DebugfsCommandError,
   DebugfsMissingError,
   SpecialExistsError,
+  TreeMismatchError,
   type DebugfsFailure,
+  type OwnershipMismatch,
 } from './errors.js'
 import type { ApplyOwnershipOptions, OwnershipEntry, OwnershipReport } from './types.js'
 import { listDirectories, type ListedPath } from './listing.js'
@@ -55,6 +57,21 @@ export async function applyOwnership(
     // mknod over an existing name would add a second directory entry with that name.
     for (const e of checked)
       if (isSpecial(e.type) && listed.has(e.path)) throw new SpecialExistsError(imagePath, e.path)
+
+    // Writing a directory's mode onto a file inode (say) would corrupt the image; refuse first.
+    const wrongType: OwnershipMismatch[] = []
+    for (const e of checked) {
+      const hit = listed.get(e.path)
+      if (!hit || (hit.mode & 0o170000) === TYPE_BITS[e.type]) continue
+      const found = Object.entries(TYPE_BITS).find(([, bits]) => bits === (hit.mode & 0o170000))
+      wrongType.push({
+        path: e.path,
+        field: 'type',
+        expected: e.type,
+        actual: found?.[0] ?? `mode 0${hit.mode.toString(8)}`,
+      })
+    }
+    if (wrongType.length) throw new TreeMismatchError(imagePath, wrongType)
 
     const plan = planCommands(checked, workDir, listed)
     for (const [file, value] of plan.valueFiles) await writeFile(file, value)

@@ -121,3 +121,21 @@ export class DebugfsFailedError extends Error {
     super(`debugfs on ${image}: ${detail}`, options)
   }
 }
+
+/** Before any write: an image path holds another file type than the manifest says. */
+export class TreeMismatchError extends Error {
+  override name = 'TreeMismatchError'
+  readonly code = 'E_TREE_MISMATCH'
+  readonly hint =
+    'The image was not built from the tree this manifest describes; rebuild it from the flattener output that came with the manifest.'
+  constructor(
+    readonly image: string,
+    readonly mismatches: OwnershipMismatch[],
+  ) {
+    const first = mismatches[0]!
+    const more = mismatches.length > 1 ? ` (and ${mismatches.length - 1} more)` : ''
+    super(
+      `${image}: ${first.path} is a ${first.actual} in the image, the manifest says ${first.expected}${more}`,
+    )
+  }
+}

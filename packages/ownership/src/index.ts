@@ -7,6 +7,7 @@ export {
   InvalidEntryError,
   OwnershipMismatchError,
   SpecialExistsError,
+  TreeMismatchError,
   UnencodableNameError,
   type DebugfsFailure,
   type OwnershipMismatch,

@@ -3,18 +3,20 @@ import { quoteArg, runDebugfs } from './debugfs.js'
 /** What the directory listings say about one path. */
 export interface ListedPath {
   ino: number
+  /** i_mode, file-type bits included. */
+  mode: number
   /** Directory entries with this name: more than one means a corrupt (duplicated) name. */
   count: number
 }
 
 /** Parses `ls -p` lines: `/ino/mode/uid/gid/name/size/` (size empty for directories). */
-export function parseLsP(lines: string[]): { ino: number; name: string }[] {
-  const out: { ino: number; name: string }[] = []
+export function parseLsP(lines: string[]): { ino: number; mode: number; name: string }[] {
+  const out: { ino: number; mode: number; name: string }[] = []
   for (const line of lines) {
     // A name cannot hold '/', so the greedy name stops at the size field.
-    const m = /^\/(\d+)\/[0-7]+\/-?\d+\/-?\d+\/(.*)\/\d*\/$/.exec(line)
-    if (!m || m[1] === '0' || m[2] === '.' || m[2] === '..') continue
-    out.push({ ino: Number(m[1]), name: m[2]! })
+    const m = /^\/(\d+)\/([0-7]+)\/-?\d+\/-?\d+\/(.*)\/\d*\/$/.exec(line)
+    if (!m || m[1] === '0' || m[3] === '.' || m[3] === '..') continue
+    out.push({ ino: Number(m[1]), mode: parseInt(m[2]!, 8), name: m[3]! })
   }
   return out
 }
@@ -27,11 +29,11 @@ export function lsCommand(dir: string): string {
 
 /** Adds one directory's listing to `into` (child path → inode). */
 export function absorbListing(into: Map<string, ListedPath>, dir: string, lines: string[]): void {
-  for (const { ino, name } of parseLsP(lines)) {
+  for (const { ino, mode, name } of parseLsP(lines)) {
     const path = dir === '/' ? `/${name}` : `${dir}/${name}`
     const seen = into.get(path)
     if (seen) seen.count++
-    else into.set(path, { ino, count: 1 })
+    else into.set(path, { ino, mode, count: 1 })
   }
 }
 
@@ -47,7 +49,7 @@ export async function listDirectories(
   workDir: string,
   signal?: AbortSignal,
 ): Promise<Map<string, ListedPath>> {
-  const listed = new Map<string, ListedPath>([['/', { ino: ROOT_INO, count: 1 }]])
+  const listed = new Map<string, ListedPath>([['/', { ino: ROOT_INO, mode: 0o040000, count: 1 }]])
   await runDebugfs({
     binary,
     image,

@@ -127,7 +127,7 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
     mismatches.push({ path, field, expected: String(expected), actual: String(actual) })
   }
   const octal = (n: number): string => `0${n.toString(8)}`
-  const listed = new Map<string, ListedPath>([['/', { ino: ROOT_INO, count: 1 }]])
+  const listed = new Map<string, ListedPath>([['/', { ino: ROOT_INO, mode: 0o040000, count: 1 }]])
   await runDebugfs({
     ...batch,
     commands,

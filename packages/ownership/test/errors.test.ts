@@ -135,6 +135,17 @@ describe('applyOwnership failures', () => {
     }
   })
 
+  it('refuses, before writing, a path whose type in the image differs from the manifest', async () => {
+    const image = freshImage()
+    const before = sha(image)
+    const entries = [...base.slice(0, 2), { ...base[2]!, type: 'directory' } as const]
+    await expect(applyOwnership(image, entries)).rejects.toMatchObject({
+      code: 'E_TREE_MISMATCH',
+      mismatches: [{ path: '/etc/hostname', field: 'type', expected: 'directory', actual: 'file' }],
+    })
+    expect(sha(image)).toBe(before)
+  })
+
   it('refuses to mknod over an existing name instead of adding a second entry', async () => {
     const image = freshImage()
     const entries = [
