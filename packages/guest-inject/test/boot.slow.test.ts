@@ -42,10 +42,15 @@ interface Vm {
   exited: () => boolean
 }
 
-function serialTail(path: string): string {
-  if (!existsSync(path)) return '(no serial log)'
+/** The serial log without terminal escapes. */
+function serialText(path: string): string {
+  if (!existsSync(path)) return ''
   const ansi = new RegExp(String.fromCharCode(27) + '\\[[0-9;?]*[A-Za-z]', 'g')
-  return readFileSync(path, 'utf8').replace(ansi, '').slice(-3000)
+  return readFileSync(path, 'utf8').replace(ansi, '')
+}
+
+function serialTail(path: string): string {
+  return serialText(path).slice(-3000) || '(no serial log)'
 }
 
 async function bootVm(
@@ -278,9 +283,10 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
   // event script, logs that sshd is missing, and the boot goes on to the console prompt.
   it('boots a busybox tree: inittab hook, udhcpc lease, a logged failure that does not block', async () => {
     const { work, logDir } = workDirs()
-    const tree = join(work, 'busybox-tree')
+    const userDir = userTempDir('guest-inject-busybox')
+    const tree = join(userDir, 'tree')
     buildBusyboxTree(tree)
-    const image = await mkfsAsUser(tree, join(userTempDir('guest-inject-busybox'), 'bb.ext4'), 64)
+    const image = await mkfsAsUser(tree, join(userDir, 'busybox.ext4'), 64)
     const { publicKey } = await testKey(work)
     const injected = await injectAsUser(image, { authorizedKeys: [publicKey] })
     if (!injected.ok) throw new Error(`injectGuest failed: ${JSON.stringify(injected.error)}`)
@@ -289,12 +295,12 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
 
     const vm = await bootVm(image, logDir, 'busybox')
     const started = Date.now()
-    while (!/Please press Enter to activate this console/.test(serialTail(vm.serialLog))) {
+    while (!/Please press Enter to activate this console/.test(serialText(vm.serialLog))) {
       if (vm.exited()) throw new Error('qemu exited before the console prompt')
       if (Date.now() - started > BOOT_TIMEOUT_MS) throw new Error('no console prompt')
       await sleep(2000)
     }
-    const log = serialTail(vm.serialLog)
+    const log = serialText(vm.serialLog)
     expect(log).toMatch(/banger-first-boot: starting \(busybox\)/)
     expect(log).toMatch(/banger-first-boot: configuring \S+ \(dhcp\)/)
     expect(log).toMatch(/banger-first-boot: \S+ address: 10\.0\.2\.15\/24/)
