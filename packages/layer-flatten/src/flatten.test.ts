@@ -191,6 +191,15 @@ test('PAX long names and link targets, UTF-8 names, uid/gid up to 2^32-2', async
   expect(readFileSync(join(dest, long), 'utf8')).toBe('x')
 })
 
+test('mtimes beyond what ext4 stores are clamped to its range', async () => {
+  const { get } = await flatten([
+    file('far', 'x', { pax: { mtime: '1e300' } }),
+    file('past', 'x', { pax: { mtime: '-99999999999.5' } }),
+  ])
+  expect(get('/far')?.mtime).toBe(2 ** 34 - 2 ** 31 - 1)
+  expect(get('/past')?.mtime).toBe(-(2 ** 31))
+})
+
 test('uid 2^32-1 is refused', async () => {
   await expect(
     flattenToDirectory(

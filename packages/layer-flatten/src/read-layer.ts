@@ -46,6 +46,8 @@ export type EntryHandler = (
 ) => Promise<void>
 
 const MAX_ID = 2 ** 32 - 2
+const MIN_MTIME = -(2 ** 31)
+const MAX_MTIME = 2 ** 34 - 2 ** 31 - 1
 
 /**
  * Streams one layer: sniffs and decompresses it, hashes every uncompressed byte (the tar padding
@@ -297,7 +299,8 @@ function decodeEntry(h: RawHeader, place: ErrorPlace, budget: Budget): LayerEntr
     }
     mtime = Math.floor(parsed)
   }
-  if (!Number.isFinite(mtime)) mtime = 0
+  // Clamped to what ext4 can store (1901-12-13 .. 2446-05-10); utimes would refuse the rest.
+  mtime = Number.isFinite(mtime) ? Math.min(Math.max(mtime, MIN_MTIME), MAX_MTIME) : 0
   let xattrs: Record<string, string> | undefined
   for (const [key, value] of Object.entries(pax)) {
     if (!key.startsWith('SCHILY.xattr.')) continue
