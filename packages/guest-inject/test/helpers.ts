@@ -1,19 +1,25 @@
-import { chmodSync, chownSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { randomUUID } from 'node:crypto'
 import { dirname, join, resolve } from 'node:path'
 import { run, runAsUser, testUser } from '@banger/test-support'
+import { afterAll } from 'vitest'
 import type { GuestInspection, InjectResult } from '../src/types.js'
 
 const PACKAGE_DIR = resolve(import.meta.dirname, '..')
-const DIST_INDEX = join(PACKAGE_DIR, 'dist/index.js')
+// A private build per test process (parallel test files must not rewrite one dist/ under each
+// other), inside the package so that `../assets/` resolves as it does from dist/.
+const BUILD_DIR = join(PACKAGE_DIR, `.test-build-${process.pid}-${randomUUID().slice(0, 8)}`)
+const BUILT_INDEX = join(BUILD_DIR, 'index.js')
+afterAll(() => rmSync(BUILD_DIR, { recursive: true, force: true }))
 
 let built: Promise<unknown> | undefined
 
-/** Builds dist/ once per run: the test user runs the built package with plain node. */
+/** Compiles src/ once per test process: the test user runs the package with plain node. */
 export function ensureBuilt(): Promise<unknown> {
   built ??= run(process.execPath, [
     resolve(PACKAGE_DIR, '../../node_modules/typescript/bin/tsc'),
-    '-p',
-    join(PACKAGE_DIR, 'tsconfig.build.json'),
+    ...['-p', join(PACKAGE_DIR, 'tsconfig.build.json'), '--outDir', BUILD_DIR],
+    ...['--declaration', 'false', '--sourceMap', 'false'],
   ])
   return built
 }
@@ -25,7 +31,7 @@ export type Outcome<T> =
 async function callAsUser<T>(fn: string, args: unknown[]): Promise<Outcome<T>> {
   await ensureBuilt()
   const script = `
-    const m = await import(${JSON.stringify(DIST_INDEX)})
+    const m = await import(${JSON.stringify(BUILT_INDEX)})
     const args = JSON.parse(process.argv[1])
     try {
       const value = await m[${JSON.stringify(fn)}](...args)
