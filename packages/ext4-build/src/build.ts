@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { access, constants, mkdtemp, open, rm, stat } from 'node:fs/promises'
+import { access, constants, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { listInodes, runDebugfs } from './debugfs.js'
@@ -13,6 +13,7 @@ import {
   TreeNotFoundError,
   UnencodableNameError,
 } from './errors.js'
+import { MKE2FS_CONF } from './mke2fs-conf.js'
 import { BLOCK_SIZE, INODE_SIZE, minimumBlocks } from './plan.js'
 import type { BuildExt4Options, Ext4Image } from './types.js'
 import { scanTree } from './walk.js'
@@ -151,39 +152,38 @@ export async function buildExt4(options: BuildExt4Options & Ext4ToolOptions): Pr
   } finally {
     await file.close()
   }
+  const work = await mkdtemp(join(tmpdir(), 'banger-ext4-'))
   try {
-    const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C' }
+    const conf = join(work, 'mke2fs.conf')
+    await writeFile(conf, MKE2FS_CONF)
+    const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C', MKE2FS_CONFIG: conf }
     if (options.timestamp !== undefined) env.E2FSPROGS_FAKE_TIME = String(options.timestamp)
     await runMkfs(mkfs, args, env, options, need * BLOCK_SIZE, signal)
     if (options.timestamp !== undefined) {
       const debugfs = options.debugfs ?? (await findDebugfs(mkfs))
-      const work = await mkdtemp(join(tmpdir(), 'banger-ext4-'))
-      try {
-        // Address inodes as <ino> from one listing pass: a path lookup costs debugfs a scan of
-        // its directory, which grows with the square of the directory's size over a batch.
-        const inodes = await listInodes(debugfs, output, scan.directories, work, signal)
-        const t = `@${options.timestamp}`
-        const commands: string[] = []
-        for (const ino of inodes)
-          commands.push(`sif <${ino}> atime ${t}`, `sif <${ino}> ctime ${t}`)
-        await runDebugfs({
-          binary: debugfs,
-          image: output,
-          commands,
-          write: true,
-          workDir: work,
-          signal,
-          // Should anything dirty the superblock, its write time stays the build's.
-          env: { E2FSPROGS_FAKE_TIME: String(options.timestamp) },
-        })
-      } finally {
-        await rm(work, { recursive: true, force: true })
-      }
+      // Address inodes as <ino> from one listing pass: a path lookup costs debugfs a scan of
+      // its directory, which grows with the square of the directory's size over a batch.
+      const inodes = await listInodes(debugfs, output, scan.directories, work, signal)
+      const t = `@${options.timestamp}`
+      const commands: string[] = []
+      for (const ino of inodes) commands.push(`sif <${ino}> atime ${t}`, `sif <${ino}> ctime ${t}`)
+      await runDebugfs({
+        binary: debugfs,
+        image: output,
+        commands,
+        write: true,
+        workDir: work,
+        signal,
+        // Should anything dirty the superblock, its write time stays the build's.
+        env: { E2FSPROGS_FAKE_TIME: String(options.timestamp) },
+      })
     }
     return await describe(mkfs, output, sizeBytes, signal)
   } catch (err) {
     await rm(output, { force: true })
     throw err
+  } finally {
+    await rm(work, { recursive: true, force: true })
   }
 }
 

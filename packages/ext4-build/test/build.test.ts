@@ -206,6 +206,31 @@ describe('buildExt4 as an unprivileged user', () => {
     expect(out.result.left).toBe(false)
   })
 
+  it("uses its own mke2fs.conf, not the host's", async () => {
+    const dir = userTempDir('ext4-conf')
+    // A host config that would add orphan_file (kernels before 5.15 cannot mount it read-write).
+    const hostConf = join(dir, 'host-mke2fs.conf')
+    writeFileSync(
+      hostConf,
+      '[fs_types]\n\text4 = {\n\t\tfeatures = has_journal,extent,orphan_file\n\t}\n',
+    )
+    const out = (await runAsUserScript(
+      `makeTree('tree', [{ path: 'a', type: 'file', content: 'a' }])
+       return await lib.buildExt4({ tree: 'tree', output: 'x.ext4', sizeBytes: 64 << 20 })`,
+      dir,
+      { MKE2FS_CONFIG: hostConf },
+    )) as { result?: unknown; error?: unknown }
+    expect(out.error).toBeUndefined()
+    const features = /Filesystem features:\s+(.*)/.exec(
+      await debugfs(join(dir, 'x.ext4'), ['stats']),
+    )?.[1]
+    expect(features?.split(' ').sort()).toEqual(
+      'has_journal ext_attr resize_inode dir_index filetype extent 64bit flex_bg sparse_super large_file huge_file dir_nlink extra_isize metadata_csum'
+        .split(' ')
+        .sort(),
+    )
+  })
+
   it('rejects a size that is not a multiple of 4096 and a missing tree with codes', async () => {
     const dir = userTempDir('ext4-opts')
     const bad = (await runAsUserScript(
@@ -214,6 +239,12 @@ describe('buildExt4 as an unprivileged user', () => {
       dir,
     )) as { error: { code: string } }
     expect(bad.error.code).toBe('E_INVALID_OPTION')
+    const aborted = (await runAsUserScript(
+      `await lib.buildExt4({ tree: 'tree', output: 'x.ext4', sizeBytes: 64 << 20, signal: AbortSignal.abort() })`,
+      dir,
+    )) as { error: { message: string } }
+    expect(aborted.error.message).toMatch(/abort/i)
+    expect(existsSync(join(dir, 'x.ext4'))).toBe(false)
     const missing = (await runAsUserScript(
       `await lib.buildExt4({ tree: 'nope', output: 'x.ext4', sizeBytes: 64 << 20 })`,
       dir,

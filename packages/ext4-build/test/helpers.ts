@@ -20,6 +20,7 @@ export type TreeSpec =
 export async function runAsUserScript(
   body: string,
   dir = userTempDir('ext4-build'),
+  env: Record<string, string> = {},
 ): Promise<unknown> {
   const script = join(dir, `script-${Math.random().toString(36).slice(2)}.mjs`)
   writeFileSync(
@@ -48,6 +49,7 @@ try {
   )
   const { code, stdout, stderr } = await runAsUser(process.execPath, [script], {
     cwd: dir,
+    env,
     timeoutMs: 600_000,
   })
   if (code !== 0) throw new Error(`user script failed (${code}): ${stderr}`)
