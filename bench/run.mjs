@@ -346,12 +346,14 @@ async function bangerPulls(subject) {
     const hwmCold = pid ? procStatusKb(pid, 'VmHWM') * 1024 : undefined
     const stages = {}
     const marks = []
+    stages['(before the first stage line)'] = undefined
     for (const { t, line } of cold.stderrLines) {
       const stage = await bangerStageOf(line)
       if (stage) marks.push({ stage, t })
     }
     marks.forEach((m, i) => (stages[m.stage] = (marks[i + 1]?.t ?? cold.ms) - m.t))
-    if (marks.length) stages['(before first stage line)'] = marks[0].t
+    if (marks.length) stages['(before the first stage line)'] = marks[0].t
+    else delete stages['(before the first stage line)']
 
     const shown = await cli(['image', 'show', 'bench-cold', '--json'])
     const record = shown.code === 0 ? JSON.parse(shown.stdout) : undefined
