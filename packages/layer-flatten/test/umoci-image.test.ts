@@ -147,9 +147,11 @@ test('the manifest lists exactly what umoci unpacked', () => {
   expect(result.entries.map((e) => e.path)).toEqual(walk(theirs))
 })
 
-test('type, mode, owner, mtime, size, link target, device numbers and xattrs match, entry by entry', () => {
-  for (const entry of result.entries) {
-    const st = lstatSync(join(theirs, entry.path))
+/** Every manifest entry matches what `root` (a tree extracted as root) holds at its path. */
+function expectTreeMatches(root: string, entries: EntryRecord[]): void {
+  expect(entries.map((e) => e.path)).toEqual(walk(root))
+  for (const entry of entries) {
+    const st = lstatSync(join(root, entry.path))
     const want: Partial<EntryRecord> = {
       path: entry.path,
       type: typeOf(st),
@@ -158,7 +160,7 @@ test('type, mode, owner, mtime, size, link target, device numbers and xattrs mat
       size: st.isFile() ? st.size : 0,
     }
     if (!st.isSymbolicLink()) want.mode = st.mode & 0o7777
-    if (st.isSymbolicLink()) want.linkTarget = readlinkSync(join(theirs, entry.path))
+    if (st.isSymbolicLink()) want.linkTarget = readlinkSync(join(root, entry.path))
     if (st.isCharacterDevice() || st.isBlockDevice()) {
       want.devMajor = Math.floor(st.rdev / 256)
       want.devMinor = st.rdev % 256
@@ -167,8 +169,13 @@ test('type, mode, owner, mtime, size, link target, device numbers and xattrs mat
       expect(entry.mtime, entry.path).toBe(Math.floor(st.mtimeMs / 1000))
     expect(entry, entry.path).toMatchObject(want)
     if (!st.isSymbolicLink())
-      expect(entry.xattrs, entry.path).toEqual(xattrsOf(join(theirs, entry.path)))
+      expect(entry.xattrs, entry.path).toEqual(xattrsOf(join(root, entry.path)))
+    if (st.isFile()) expect(entry.hardlinkGroup !== undefined, entry.path).toBe(st.nlink > 1)
   }
+}
+
+test('type, mode, owner, mtime, size, link target, device numbers and xattrs match, entry by entry', () => {
+  expectTreeMatches(theirs, result.entries)
   // The interesting cases really are in the image.
   const get = (p: string) => result.entries.find((e) => e.path === p)
   expect(get('/usr/bin/tool')?.mode).toBe(0o4755)
@@ -211,6 +218,37 @@ test('the same image recompressed by skopeo to zstd, or uncompressed, flattens t
       ]),
   }))
   expect(await flattenToDirectory(plain, join(work, 'tree-plain'))).toEqual(result)
+})
+
+test('the tar output, extracted by GNU tar as root, is the same tree umoci unpacked', async () => {
+  const { flattenToTar } = await import('../src/flatten.js')
+  const { layersFromOciLayout } = await import('../src/oci-layout.js')
+  const work = userTempDir('lf-gnutar')
+  const tarFile = join(work, 'flat.tar')
+  const { createWriteStream } = await import('node:fs')
+  const viaTar = await flattenToTar(
+    await layersFromOciLayout(image.layout, image.tag),
+    createWriteStream(tarFile),
+  )
+  expect(viaTar).toEqual(result)
+  const tree = join(work, 'tree')
+  mkdirSync(tree)
+  await run('tar', [
+    '--xattrs',
+    '--xattrs-include=*',
+    '--numeric-owner',
+    '-xpf',
+    tarFile,
+    '-C',
+    tree,
+  ])
+  expectTreeMatches(tree, result.entries)
+  for (const entry of result.entries.filter((e) => e.type === 'file')) {
+    expect(
+      readFileSync(join(tree, entry.path)).equals(readFileSync(join(theirs, entry.path))),
+      entry.path,
+    ).toBe(true)
+  }
 })
 
 test('content, hardlinks and symlinks on disk match umoci; specials exist only in the manifest', () => {
