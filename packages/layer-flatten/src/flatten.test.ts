@@ -285,6 +285,20 @@ test('gzip and zstd (system binary and fzstd) layers, detected by magic', async 
   expect(readFileSync(join(dest, 'z'), 'utf8')).toBe('zzz'.repeat(1000))
 })
 
+test('one byte at a time: magic sniffing, PAX records and bodies split everywhere', async () => {
+  const tar = await tarLayer([
+    file('p/' + 'long'.repeat(40), 'body', { pax: { 'SCHILY.xattr.user.k': 'v' } }),
+    { name: 'ln', type: 'symlink', linkname: 'x'.repeat(150) },
+  ])
+  for (const compress of [undefined, 'gzip', 'zstd'] as const) {
+    const dest = tempDest()
+    const result = await flattenToDirectory([layerOf(tar, { compress, chunk: 1 })], dest)
+    expect(result.entries.map((e) => e.path)).toEqual(['/', '/ln', '/p', '/p/' + 'long'.repeat(40)])
+    expect(result.entries[3]?.xattrs).toEqual({ 'user.k': Buffer.from('v').toString('base64') })
+    expect(readlinkSync(join(dest, 'ln'))).toBe('x'.repeat(150))
+  }
+})
+
 test('layers are pulled lazily: layer N+1 is requested only after layer N is fully read', async () => {
   const events: string[] = []
   const tars = [await tarLayer([file('a', 'x'.repeat(100_000))]), await tarLayer([file('b')])]
