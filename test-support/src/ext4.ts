@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { run } from './exec.js'
 
+/** debugfs's quoting: inside double quotes a literal quote is doubled; CR and LF cannot be carried. */
 function quote(path: string): string {
-  if (/["\n\r]/.test(path))
-    throw new Error(`test helper cannot quote ${JSON.stringify(path)} for debugfs`)
-  return `"${path}"`
+  if (/[\n\r\0]/.test(path)) throw new Error(`debugfs cannot carry ${JSON.stringify(path)}`)
+  return `"${path.replaceAll('"', '""')}"`
 }
 
 /** Runs read-only debugfs requests against an image and returns stdout. */
@@ -52,15 +52,17 @@ export async function statInode(image: string, path: string): Promise<InodeStat>
   const m = /Inode:\s*(\d+)\s+Type:\s*(.+?)\s+Mode:\s*(\d+)/.exec(stdout)
   if (!m) throw new Error(`debugfs stat ${path} in ${image}: ${stderr.trim() || stdout.trim()}`)
   const num = (re: RegExp): number => Number(re.exec(stdout)?.[1] ?? NaN)
+  // debugfs prints ids as signed 32-bit numbers: 4294967294 shows as -2.
+  const id = (re: RegExp): number => num(re) >>> 0
   const stat: InodeStat = {
     inode: Number(m[1]),
     type: TYPES[m[2]!] ?? m[2]!,
     mode: parseInt(m[3]!, 8),
-    uid: num(/User:\s*(\d+)/),
-    gid: num(/Group:\s*(\d+)/),
+    uid: id(/User:\s*(-?\d+)/),
+    gid: id(/Group:\s*(-?\d+)/),
     size: num(/Size:\s*(\d+)/),
     links: num(/Links:\s*(\d+)/),
-    mtime: parseInt(/mtime:\s*0x([0-9a-f]+)/.exec(stdout)?.[1] ?? 'NaN', 16),
+    mtime: parseMtime(stdout),
   }
   const dev = /Device major\/minor number:\s*(\d+):(\d+)/.exec(stdout)
   if (dev) {
@@ -70,6 +72,18 @@ export async function statInode(image: string, path: string): Promise<InodeStat>
   const link = /Fast link dest:\s*"(.*)"/.exec(stdout)
   if (link) stat.linkTarget = link[1]
   return stat
+}
+
+/**
+ * `mtime: 0xSSSSSSSS[:0xEEEEEEEE]`: signed 32-bit seconds, and in large inodes an extra word whose
+ * low two bits extend the epoch past 2038.
+ */
+function parseMtime(stat: string): number {
+  const m = /mtime:\s*0x([0-9a-f]+)(?::([0-9a-f]+))?/.exec(stat)
+  if (!m) return NaN
+  const seconds = parseInt(m[1]!, 16) | 0
+  const epoch = m[2] ? parseInt(m[2], 16) & 3 : 0
+  return seconds + epoch * 2 ** 32
 }
 
 /** A file's bytes from the image (`debugfs dump`). */

@@ -100,3 +100,25 @@ describe('test harness', () => {
     await expect(statInode(image, '/missing')).rejects.toThrow(/missing/)
   })
 })
+
+describe('statInode', () => {
+  it('reads ids above 2^31, names with quotes and post-2038 mtimes', async () => {
+    const dir = userTempDir('ext4-ids')
+    const tree = join(dir, 'tree')
+    mkdirSync(tree)
+    writeFileSync(join(tree, 'say "hi"'), 'x')
+    const image = join(dir, 'fs.ext4')
+    await run('truncate', ['-s', '64M', image])
+    await run('mkfs.ext4', ['-q', '-F', '-I', '256', '-d', tree, image])
+    const mtime = 2 ** 32 + 12345 // 2106: needs the extra epoch bits
+    await run('debugfs', ['-w', '-f', '-', image], {
+      input: [
+        'sif "/say ""hi""" uid 4294967294',
+        'sif "/say ""hi""" gid 3000000000',
+        `sif "/say ""hi""" mtime @${mtime}`,
+      ].join('\n'),
+    })
+    const stat = await statInode(image, '/say "hi"')
+    expect(stat).toMatchObject({ uid: 4294967294, gid: 3000000000, mtime })
+  })
+})
