@@ -77,6 +77,44 @@ interface FetchedManifest {
  */
 const inflight = new Map<string, Promise<void>>()
 
+/**
+ * Fetches of small content-addressed documents (a config blob, a manifest pinned by digest) in
+ * this process, keyed per digest: concurrent pulls of one image make one request.
+ */
+const smallInflight = new Map<string, Promise<unknown>>()
+
+/**
+ * Runs `fetch` unless the same `key` is already being fetched in this process, in which case
+ * its result is shared. When the shared fetch fails (its caller aborted, or the request failed)
+ * the caller fetches on its own once, so one caller's abort never fails another.
+ */
+async function sharedFetch<T>(
+  key: string,
+  signal: AbortSignal | undefined,
+  fetch: () => Promise<T>,
+): Promise<T> {
+  let failed: Promise<unknown> | undefined
+  for (;;) {
+    throwIfAborted(signal)
+    const running = smallInflight.get(key) as Promise<T> | undefined
+    if (!running || running === failed) break
+    try {
+      if (signal) await untilSettledOrAborted(running, signal)
+      return await running
+    } catch {
+      throwIfAborted(signal)
+      failed = running
+    }
+  }
+  const own = fetch()
+  smallInflight.set(key, own)
+  try {
+    return await own
+  } finally {
+    if (smallInflight.get(key) === own) smallInflight.delete(key)
+  }
+}
+
 const progressStep = 256 * 1024
 const mirrorPenaltyMs = 60_000
 const progressIntervalMs = 200
@@ -327,31 +365,39 @@ export class RegistryClient {
   ): Promise<FetchedManifest> {
     const name = formatReference(ref)
     const byDigest = reference.startsWith('sha256:')
-    if (byDigest) {
+    const path = `/v2/${ref.repository}/manifests/${reference}`
+    const fetchManifest = () =>
+      this.fromEndpoints(ref, signal, async (endpoint) => {
+        const url = endpoint.base + path
+        const res = await this.http.get(endpoint, ref.repository, path, {
+          headers: { accept: ACCEPT },
+          ...(signal && { signal }),
+        })
+        if (res.statusCode === 404) throw new ManifestUnknownError(name, await errorDetail(res))
+        if (res.statusCode !== 200)
+          throw new RegistryHttpError(url, res.statusCode, await errorDetail(res))
+        const contentType = header(res, 'content-type')
+        const data = await readCapped(res, MANIFEST_SIZE_LIMIT, url)
+        const digest = sha256(data)
+        if (byDigest && digest !== reference) throw new DigestMismatchError(url, reference, digest)
+        // The registry's own digest for a tag: catches a manifest mangled on the way.
+        const announced = header(res, 'docker-content-digest')
+        if (announced?.startsWith('sha256:') && announced !== digest)
+          throw new DigestMismatchError(url, announced, digest)
+        return { data, digest, parsed: parseManifest(name, data, contentType) }
+      })
+    if (!byDigest) return fetchManifest()
+    // Only a digest names the same bytes for every caller (a tag may move between two requests).
+    // The cache is read inside the shared fetch and written before it settles, so a pull that
+    // comes a moment later either joins it or finds the blob cached.
+    return sharedFetch(`manifest ${this.cache.blobPath(reference)}`, signal, async () => {
       // Content-addressed: a verified copy in the cache is as good as the registry's.
       const cached = await this.cache.readSmallBlob(reference)
       if (cached)
         return { data: cached, digest: reference, parsed: parseManifest(name, cached, undefined) }
-    }
-    const path = `/v2/${ref.repository}/manifests/${reference}`
-    return this.fromEndpoints(ref, signal, async (endpoint) => {
-      const url = endpoint.base + path
-      const res = await this.http.get(endpoint, ref.repository, path, {
-        headers: { accept: ACCEPT },
-        ...(signal && { signal }),
-      })
-      if (res.statusCode === 404) throw new ManifestUnknownError(name, await errorDetail(res))
-      if (res.statusCode !== 200)
-        throw new RegistryHttpError(url, res.statusCode, await errorDetail(res))
-      const contentType = header(res, 'content-type')
-      const data = await readCapped(res, MANIFEST_SIZE_LIMIT, url)
-      const digest = sha256(data)
-      if (byDigest && digest !== reference) throw new DigestMismatchError(url, reference, digest)
-      // The registry's own digest for a tag: catches a manifest mangled on the way.
-      const announced = header(res, 'docker-content-digest')
-      if (announced?.startsWith('sha256:') && announced !== digest)
-        throw new DigestMismatchError(url, announced, digest)
-      return { data, digest, parsed: parseManifest(name, data, contentType) }
+      const fetched = await fetchManifest()
+      await this.cache.writeSmallBlob(fetched.digest, fetched.data)
+      return fetched
     })
   }
 
@@ -362,26 +408,30 @@ export class RegistryClient {
   ): Promise<Buffer> {
     if (desc.size > CONFIG_SIZE_LIMIT)
       throw new ManifestTooLargeError(`config ${desc.digest}`, CONFIG_SIZE_LIMIT)
-    const cached = await this.cache.readSmallBlob(desc.digest, desc.size)
-    if (cached) return cached
     const path = `/v2/${ref.repository}/blobs/${desc.digest}`
-    const data = await this.fromEndpoints(ref, signal, async (endpoint) => {
-      const url = endpoint.base + path
-      const res = await this.http.get(endpoint, ref.repository, path, signal ? { signal } : {})
-      if (res.statusCode === 404) {
-        await res.body.dump()
-        throw new BlobUnknownError(ref.repository, desc.digest)
-      }
-      if (res.statusCode !== 200)
-        throw new RegistryHttpError(url, res.statusCode, await errorDetail(res))
-      const body = await readCapped(res, CONFIG_SIZE_LIMIT, url)
-      if (body.length !== desc.size) throw new SizeMismatchError(url, desc.size, body.length)
-      const actual = sha256(body)
-      if (actual !== desc.digest) throw new DigestMismatchError(url, desc.digest, actual)
-      return body
-    })
-    await this.cache.writeSmallBlob(desc.digest, data)
-    return data
+    const fetchConfig = async (): Promise<Buffer> => {
+      const cached = await this.cache.readSmallBlob(desc.digest, desc.size)
+      if (cached) return cached
+      const data = await this.fromEndpoints(ref, signal, async (endpoint) => {
+        const url = endpoint.base + path
+        const res = await this.http.get(endpoint, ref.repository, path, signal ? { signal } : {})
+        if (res.statusCode === 404) {
+          await res.body.dump()
+          throw new BlobUnknownError(ref.repository, desc.digest)
+        }
+        if (res.statusCode !== 200)
+          throw new RegistryHttpError(url, res.statusCode, await errorDetail(res))
+        const body = await readCapped(res, CONFIG_SIZE_LIMIT, url)
+        if (body.length !== desc.size) throw new SizeMismatchError(url, desc.size, body.length)
+        const actual = sha256(body)
+        if (actual !== desc.digest) throw new DigestMismatchError(url, desc.digest, actual)
+        return body
+      })
+      await this.cache.writeSmallBlob(desc.digest, data)
+      return data
+    }
+    // Shared like the manifest above: one request however many pulls need this config at once.
+    return sharedFetch(`config ${this.cache.blobPath(desc.digest)}`, signal, fetchConfig)
   }
 
   /**

@@ -239,6 +239,25 @@ describe('pull from a real registry', () => {
     await rc.close()
   })
 
+  it('concurrent pulls of one reference share the in-flight config and manifest fetches', async () => {
+    // Cross-review of issue 8: two pulls of one reference under different names (the daemon
+    // runs them separately) each GET the config blob; layer blobs were already shared.
+    const cacheDir = await tempCache()
+    registry.clearRequests()
+    const sessions = await Promise.all(
+      [1, 2, 3].map(() => client(cacheDir).pull(`${registry.host}/multiarch:1`)),
+    )
+    await Promise.all(sessions.map((s) => drain(s)))
+    const [first] = sessions
+    for (const s of sessions) expect(s.configDigest).toBe(first!.configDigest)
+    const gets = (path: string) =>
+      registry.requests().filter((q) => q.method === 'GET' && q.path.endsWith(path)).length
+    expect(gets(`/blobs/${first!.configDigest}`)).toBe(1)
+    // The platform's manifest, fetched by digest from the index, is shared the same way.
+    expect(gets(`/manifests/${first!.manifestDigest}`)).toBe(1)
+    for (const l of first!.layers) expect(gets(`/blobs/${l.digest}`)).toBe(1)
+  })
+
   it('reports an unknown tag and an unreachable registry with their codes', async () => {
     const cacheDir = await tempCache()
     const rc = client(cacheDir)
