@@ -29,3 +29,4 @@ export {
   statInode,
   type InodeStat,
 } from './ext4.js'
+export { bootVm, kvmBoots, type BootVmOptions, type SshOptions, type Vm } from './vm.js'
