@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import {
   accessSync,
   chownSync,
@@ -7,6 +8,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -96,8 +98,9 @@ let kvmProbe: Promise<boolean> | undefined
 
 /**
  * Whether KVM boots `kernel` here: /dev/kvm must be usable and a probe boot must print the
- * kernel banner within 20 s (instant under working KVM). Fails fast when qemu exits or the
- * firmware starts over (a triple-fault reboot loop). Once per process.
+ * kernel banner (earlyprintk, so instantly under working KVM) within 5 s of the firmware handing
+ * over, 30 s in all. Fails fast when qemu exits or the firmware starts over (a triple-fault
+ * reboot loop). The answer is kept per process and, per machine boot, in a file under tmpdir.
  */
 export function kvmBoots(kernel: string): Promise<boolean> {
   kvmProbe ??= (async () => {
@@ -106,35 +109,57 @@ export function kvmBoots(kernel: string): Promise<boolean> {
     } catch {
       return false
     }
-    const dir = mkdtempSync(join(tmpdir(), 'banger-kvm-probe-'))
-    const log = join(dir, 'serial.log')
-    const qemu = spawn(
-      'qemu-system-x86_64',
-      [
-        ...['-accel', 'kvm', '-m', '256', '-nographic', '-no-reboot', '-monitor', 'none'],
-        ...['-serial', `file:${log}`, '-kernel', kernel, '-append', 'console=ttyS0 panic=-1'],
-      ],
-      { stdio: 'ignore' },
-    )
-    live.add(qemu)
-    let gone = false
-    qemu.on('exit', () => (gone = true))
-    qemu.on('error', () => (gone = true))
+    let bootId = 'unknown'
     try {
-      for (let i = 0; i < 80 && !gone; i++) {
-        const text = readSerial(log)
-        if (/Linux version/.test(text)) return true
-        if ((text.match(/SeaBIOS \(version/g) ?? []).length > 1) return false
-        await sleep(250)
-      }
-      return false
-    } finally {
-      qemu.kill('SIGKILL')
-      live.delete(qemu)
-      rmSync(dir, { recursive: true, force: true })
+      bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+    } catch {
+      // No procfs: probe every time.
     }
+    const cache = join(
+      tmpdir(),
+      `banger-kvm-works-${createHash('sha256').update(`${bootId}\0${kernel}`).digest('hex').slice(0, 16)}`,
+    )
+    if (bootId !== 'unknown' && existsSync(cache)) return readFileSync(cache, 'utf8') === 'kvm'
+    const works = await probeKvm(kernel)
+    if (bootId !== 'unknown') writeFileSync(cache, works ? 'kvm' : 'tcg')
+    return works
   })()
   return kvmProbe
+}
+
+async function probeKvm(kernel: string): Promise<boolean> {
+  const dir = mkdtempSync(join(tmpdir(), 'banger-kvm-probe-'))
+  const log = join(dir, 'serial.log')
+  const qemu = spawn(
+    'qemu-system-x86_64',
+    [
+      ...['-accel', 'kvm', '-m', '256', '-nographic', '-no-reboot', '-monitor', 'none'],
+      ...['-serial', `file:${log}`, '-kernel', kernel],
+      ...['-append', 'earlyprintk=serial,ttyS0 console=ttyS0 panic=-1'],
+    ],
+    { stdio: 'ignore' },
+  )
+  live.add(qemu)
+  let gone = false
+  qemu.on('exit', () => (gone = true))
+  qemu.on('error', () => (gone = true))
+  const started = Date.now()
+  let handedOver: number | undefined
+  try {
+    while (!gone && Date.now() - started < 30_000) {
+      const text = readSerial(log)
+      if (/Linux version/.test(text)) return true
+      if ((text.match(/SeaBIOS \(version/g) ?? []).length > 1) return false
+      if (/Booting from ROM/.test(text)) handedOver ??= Date.now()
+      if (handedOver !== undefined && Date.now() - handedOver > 5000) return false
+      await sleep(250)
+    }
+    return false
+  } finally {
+    qemu.kill('SIGKILL')
+    live.delete(qemu)
+    rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 async function chooseAccel(options: BootVmOptions): Promise<'kvm' | 'tcg'> {
