@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs'
-import { chmod, link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
+import { chmod, link, readFile, unlink, writeFile } from 'node:fs/promises'
 import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { pino, type Logger } from 'pino'
 import { loadConfig, type BangerConfig } from './config.js'
+import { ensureDir } from './files.js'
 import { ImageService } from './images.js'
 import { KernelService } from './kernels.js'
 import type { PullPipeline } from './pipeline.js'
@@ -81,17 +82,27 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
     )
   }
 
-  for (const dir of [
-    paths.stateDir,
-    paths.imagesDir,
-    paths.kernelsDir,
-    paths.logsDir,
-    paths.cacheDir,
-    dirname(paths.socketPath),
-  ]) {
-    await mkdir(dir, { recursive: true, mode: 0o700 })
+  const stateHint = 'Point BANGER_STATE_DIR (or --state-dir) at a directory you can write.'
+  const socketHint =
+    'Point BANGER_SOCKET (or --socket) at a path in a directory you can write, e.g. under $XDG_RUNTIME_DIR.'
+  const dirs: [dir: string, what: string, hint: string][] = [
+    [paths.stateDir, 'state directory', stateHint],
+    [paths.imagesDir, 'images directory', stateHint],
+    [paths.kernelsDir, 'kernels directory', stateHint],
+    [paths.logsDir, 'logs directory', stateHint],
+    [
+      paths.cacheDir,
+      'cache directory',
+      'Point BANGER_CACHE_DIR (or --cache-dir) at a directory you can write.',
+    ],
+    [dirname(paths.socketPath), `directory for the socket ${paths.socketPath}`, socketHint],
+    [tmpDir, 'temporary directory', 'Point BANGER_TMPDIR at a directory you can write.'],
+  ]
+  for (const [dir, what, hint] of dirs) {
+    await ensureDir(dir).catch((err: unknown) => {
+      throw unusable(`cannot create ${dir}, the ${what}`, err, hint)
+    })
   }
-  await mkdir(tmpDir, { recursive: true })
 
   const log = pino(
     { level: options.logLevel ?? env.BANGER_LOG_LEVEL ?? 'info', base: { pid: process.pid } },
@@ -99,10 +110,18 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
   )
   const config = await loadConfig(paths.configPath)
   const pidFile = join(paths.stateDir, 'bangerd.pid')
-  await claimPidFile(pidFile, paths.socketPath)
+  await claimPidFile(pidFile, paths.socketPath).catch((err: unknown) => {
+    throw (err as { code?: unknown }).code === ERROR_CODES.DAEMON_RUNNING
+      ? err
+      : unusable(`cannot write the pid file ${pidFile}`, err, stateHint)
+  })
   let store: Store | undefined
   try {
-    await claimSocket(paths.socketPath)
+    await claimSocket(paths.socketPath).catch((err: unknown) => {
+      throw (err as { code?: unknown }).code === ERROR_CODES.DAEMON_RUNNING
+        ? err
+        : unusable(`cannot remove the stale socket ${paths.socketPath}`, err, socketHint)
+    })
     store = new Store(paths.dbPath)
     const pipeline =
       options.pipeline ??
@@ -176,8 +195,13 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
       },
     }
     const server = new RpcServer(handlers, log)
-    await server.listen(paths.socketPath)
-    await chmod(paths.socketPath, 0o600)
+    try {
+      await server.listen(paths.socketPath)
+      await chmod(paths.socketPath, 0o600)
+    } catch (err) {
+      await server.close().catch(() => undefined)
+      throw unusable(`cannot listen on the socket ${paths.socketPath}`, err, socketHint)
+    }
     log.info({ socket: paths.socketPath, version: VERSION, tmpDir }, 'listening')
     return { paths, config, log, swept, status, stop, stopped }
   } catch (err) {
@@ -185,6 +209,19 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
     await releasePidFile(pidFile)
     throw err
   }
+}
+
+/** A start-up failure on a path: one line naming it and the system's reason, and what to do. */
+function unusable(what: string, err: unknown, hint: string): RpcError {
+  const e = err as NodeJS.ErrnoException & { address?: string }
+  // `EACCES: permission denied, mkdir '/x'`, `listen EACCES: permission denied /x.sock`
+  //   → `permission denied (EACCES)`
+  let text = (e.message ?? String(err)).replace(/^(\w+ )?[A-Z]+: /, '').split(',')[0]!
+  if (e.address && text.endsWith(` ${e.address}`)) text = text.slice(0, -e.address.length - 1)
+  const reason = e.code && !text.includes(e.code) ? `${text} (${e.code})` : text
+  // The level that failed, when it is not the path the message already ends with.
+  const at = e.path && !what.split(',')[0]!.endsWith(` ${e.path}`) ? `${e.path}: ` : ''
+  return new RpcError(ERROR_CODES.PATH_UNUSABLE, `${what}: ${at}${reason}`, { hint, cause: err })
 }
 
 /** sizeof(sockaddr_un.sun_path) - 1 on Linux. */

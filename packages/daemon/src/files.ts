@@ -1,19 +1,20 @@
 import { constants } from 'node:fs'
-import { cp, copyFile, rm, stat } from 'node:fs/promises'
-import { isAbsolute } from 'node:path'
+import { cp, copyFile, mkdir, rm, stat } from 'node:fs/promises'
+import { dirname, isAbsolute, resolve } from 'node:path'
 import { ERROR_CODES, RPC_ERROR, RpcError } from './rpc/index.js'
 
 /**
- * Check that `path` is absolute and exists with the wanted type. Rejects with
+ * Check that `path` is absolute and exists with the wanted type. `what` names the file as a
+ * person would (`kernel`, `initrd`, `rootfs`), never as an RPC field. Rejects with
  * E_INVALID_PARAMS for a relative path and E_FILE_NOT_FOUND for a missing or wrong-typed one.
  */
 export async function checkPath(
-  field: string,
+  what: string,
   path: string,
   kind: 'file' | 'directory',
 ): Promise<void> {
   if (!isAbsolute(path)) {
-    throw new RpcError(ERROR_CODES.INVALID_PARAMS, `${field} must be an absolute path: ${path}`, {
+    throw new RpcError(ERROR_CODES.INVALID_PARAMS, `${what} path ${path} is not absolute`, {
       rpcCode: RPC_ERROR.INVALID_PARAMS,
       hint: 'The daemon does not share your working directory; pass an absolute path.',
     })
@@ -27,12 +28,12 @@ export async function checkPath(
     if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'EACCES') throw err
     throw new RpcError(
       ERROR_CODES.FILE_NOT_FOUND,
-      `${field} ${path} ${code === 'EACCES' ? 'is not readable by the daemon' : 'does not exist'}`,
+      `${what} ${path} ${code === 'EACCES' ? 'is not readable by the daemon' : 'does not exist'}`,
       { hint: `Check the path; the daemon runs as your user and needs to read it.` },
     )
   }
   if (!isKind) {
-    throw new RpcError(ERROR_CODES.FILE_NOT_FOUND, `${field} ${path} is not a ${kind}`, {
+    throw new RpcError(ERROR_CODES.FILE_NOT_FOUND, `${what} ${path} is not a ${kind}`, {
       hint: `Pass the path of a ${kind}.`,
     })
   }
@@ -68,4 +69,39 @@ export async function exists(path: string): Promise<boolean> {
 
 export async function removeAll(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true, maxRetries: 3 })
+}
+
+/**
+ * `mkdir -p` that always ends: creates the missing directories of `path` one level at a time.
+ * Node's own `mkdir(path, { recursive: true })` (20.x) spins forever when mkdir(2) answers
+ * ENOENT under a parent that exists, as it does under /proc (`/proc/x`). Rejects with the
+ * ErrnoException of the level that failed (`err.path` names it), ENOTDIR when a level is a file.
+ */
+export async function ensureDir(path: string, mode = 0o700): Promise<void> {
+  const missing: string[] = []
+  for (let dir = resolve(path); ;) {
+    try {
+      if ((await stat(dir)).isDirectory()) break
+      throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), {
+        code: 'ENOTDIR',
+        path: dir,
+      })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    missing.push(dir)
+    const parent = dirname(dir)
+    if (parent === dir) break
+    dir = parent
+  }
+  for (const dir of missing.reverse()) {
+    try {
+      await mkdir(dir, { mode })
+    } catch (err) {
+      // Another process (a second daemon starting) may have made it in between.
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST' && (await stat(dir)).isDirectory())
+        continue
+      throw err
+    }
+  }
 }

@@ -95,7 +95,7 @@ export class ImageService {
   /** Record an existing ext4 file (managed = false): banger never deletes its files. */
   async register(params: ImageRegisterParams): Promise<ImageRecord> {
     this.#assertNameFree(params.name)
-    await checkPath('params.rootfsPath', params.rootfsPath, 'file')
+    await checkPath('rootfs', params.rootfsPath, 'file')
     await checkExt4(params.rootfsPath)
     const kernel = await this.o.kernels.resolve(params)
     return this.#ops.run(async () => {

@@ -21,13 +21,16 @@ export type ResolvedKernel = KernelFiles & { name?: string }
 const addHint =
   'Add one with `banger kernel add NAME --kernel-path FILE [--initrd FILE] [--modules DIR] --default`, or pass --kernel NAME or --kernel-path FILE.'
 
-/** Check a kernel triple on its own: the kernel file must exist; initrd and modules if given. */
-export async function checkKernelFiles(files: KernelFiles, prefix = 'params.'): Promise<void> {
-  await checkPath(`${prefix}kernelPath`, files.kernelPath, 'file')
-  if (files.initrdPath !== undefined)
-    await checkPath(`${prefix}initrdPath`, files.initrdPath, 'file')
+/**
+ * Check a kernel triple on its own: the kernel file must exist; initrd and modules if given.
+ * `context` prefixes the messages when the files come from somewhere else than the request
+ * (`catalog kernel "k6": `, `config defaultKernel: `).
+ */
+export async function checkKernelFiles(files: KernelFiles, context = ''): Promise<void> {
+  await checkPath(`${context}kernel`, files.kernelPath, 'file')
+  if (files.initrdPath !== undefined) await checkPath(`${context}initrd`, files.initrdPath, 'file')
   if (files.modulesDir !== undefined)
-    await checkPath(`${prefix}modulesDir`, files.modulesDir, 'directory')
+    await checkPath(`${context}modules directory`, files.modulesDir, 'directory')
 }
 
 /**
@@ -132,10 +135,10 @@ export class KernelService {
     if (ref.kernel !== undefined && ref.kernelPath !== undefined) {
       throw new RpcError(
         ERROR_CODES.INVALID_PARAMS,
-        'params.kernel and params.kernelPath are mutually exclusive',
+        `a catalog kernel ("${ref.kernel}") and a kernel path are mutually exclusive`,
         {
           rpcCode: RPC_ERROR.INVALID_PARAMS,
-          hint: 'Name a catalog kernel or give paths, not both.',
+          hint: 'Pass --kernel NAME or --kernel-path FILE, not both.',
         },
       )
     }
@@ -145,11 +148,14 @@ export class KernelService {
     ) {
       throw new RpcError(
         ERROR_CODES.INVALID_PARAMS,
-        `params.${ref.initrdPath !== undefined ? 'initrdPath' : 'modulesDir'} needs params.kernelPath`,
-        { rpcCode: RPC_ERROR.INVALID_PARAMS, hint: 'Pass --kernel-path with --initrd/--modules.' },
+        `${ref.initrdPath !== undefined ? 'an initrd' : 'a modules directory'} needs a kernel path`,
+        {
+          rpcCode: RPC_ERROR.INVALID_PARAMS,
+          hint: 'Pass --kernel-path FILE with --initrd/--modules, or use a catalog kernel (--kernel NAME).',
+        },
       )
     }
-    if (ref.kernel !== undefined) return this.#fromCatalog(ref.kernel, 'params.kernel')
+    if (ref.kernel !== undefined) return this.#fromCatalog(ref.kernel, 'kernel')
     if (ref.kernelPath !== undefined) {
       const files: KernelFiles = { kernelPath: ref.kernelPath }
       if (ref.initrdPath !== undefined) files.initrdPath = ref.initrdPath
@@ -160,9 +166,10 @@ export class KernelService {
     const catalogDefault = this.store.defaultKernel()
     if (catalogDefault) return this.#fromCatalog(catalogDefault.name, 'default kernel')
     const configured = this.config.defaultKernel
-    if (typeof configured === 'string') return this.#fromCatalog(configured, 'config defaultKernel')
+    if (typeof configured === 'string')
+      return this.#fromCatalog(configured, "the config file's defaultKernel")
     if (configured) {
-      await checkKernelFiles(configured, 'config defaultKernel.')
+      await checkKernelFiles(configured, 'config defaultKernel: ')
       return { ...configured }
     }
     throw new RpcError(ERROR_CODES.KERNEL_REQUIRED, 'no kernel given and no default kernel set', {
@@ -176,13 +183,14 @@ export class KernelService {
     const files: ResolvedKernel = { name: k.name, kernelPath: k.kernelPath }
     if (k.initrdPath) files.initrdPath = k.initrdPath
     if (k.modulesDir) files.modulesDir = k.modulesDir
-    await checkKernelFiles(files, `kernel ${name} `)
+    await checkKernelFiles(files, `catalog kernel ${JSON.stringify(name)}: `)
     return files
   }
 
   #notFound(name: string, what = 'kernel'): RpcError {
-    return new RpcError(ERROR_CODES.KERNEL_NOT_FOUND, `${what} ${name} is not in the catalog`, {
-      hint: 'See `banger kernel list`; add one with `banger kernel add NAME --kernel-path FILE`.',
+    const quoted = JSON.stringify(name)
+    return new RpcError(ERROR_CODES.KERNEL_NOT_FOUND, `${what} ${quoted} is not in the catalog`, {
+      hint: `See \`banger kernel list\` for the names, or add it with \`banger kernel add ${name} --kernel-path FILE\`.`,
     })
   }
 

@@ -15,7 +15,7 @@ import {
   type PullSession,
 } from '@banger/registry-client'
 import type { BangerConfig } from './config.js'
-import { removeAll } from './files.js'
+import { ensureDir, removeAll } from './files.js'
 import {
   TMP_TREE_PREFIX,
   type ParsedReference,
@@ -243,7 +243,7 @@ async function copySparse(src: string, dest: string, signal: AbortSignal): Promi
 }
 
 async function storeInCache(src: string, entry: string, signal: AbortSignal): Promise<void> {
-  await mkdir(dirname(entry), { recursive: true, mode: 0o700 })
+  await ensureDir(dirname(entry))
   const temp = `${entry}.tmp-${process.pid}-${Date.now()}`
   try {
     await copySparse(src, temp, signal)

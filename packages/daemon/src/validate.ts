@@ -56,9 +56,29 @@ export function isRpcMethod(method: string): method is RpcMethod {
   return Object.hasOwn(schemas, method)
 }
 
+/** What a person calls each param field; messages use these, never `params.*`. */
+const FIELD_LABELS: Record<string, string> = {
+  ref: 'image reference',
+  kernel: 'kernel name',
+  kernelPath: 'kernel path',
+  initrdPath: 'initrd path',
+  modulesDir: 'modules directory',
+  rootfsPath: 'rootfs path',
+  sizeBytes: 'size',
+  platform: 'platform',
+  insecure: 'insecure flag',
+  default: 'default flag',
+}
+
+function fieldLabel(method: RpcMethod, key: string): string {
+  if (key === 'name') return method.startsWith('kernel.') ? 'kernel name' : 'image name'
+  return FIELD_LABELS[key] ?? key
+}
+
 /**
  * Validate a request's params. Absent params count as `{}`. Rejects with E_INVALID_PARAMS
- * (JSON-RPC -32602) whose message names the method and the first bad field.
+ * (JSON-RPC -32602): the message names the field as a person would (`image name "a b" must
+ * start with …`), `data.field` names it as the RPC does (`params.name`), `data.method` the method.
  */
 export function validateParams<M extends RpcMethod>(
   method: M,
@@ -67,16 +87,27 @@ export function validateParams<M extends RpcMethod>(
   const result = schemas[method].safeParse(params ?? {})
   if (result.success) return result.data
   const issue = result.error.issues[0]
-  let field = issue?.path.length ? `params.${issue.path.join('.')}` : 'params'
-  let message = issue?.message ?? 'invalid'
-  if (issue?.code === 'invalid_type' && message.endsWith('received undefined')) {
-    message = 'is required'
-  } else if (issue?.code === 'unrecognized_keys') {
-    field = `params.${issue.keys[0] ?? ''}`
-    message = 'is not a known field'
+  const rule = issue?.message ?? 'invalid'
+  let key = issue?.path.length ? issue.path.map(String).join('.') : ''
+  let message: string
+  let hint = 'Check the request against the RpcMethods types in @banger/daemon/rpc.'
+  if (issue?.code === 'unrecognized_keys') {
+    key = issue.keys[0] ?? ''
+    message = `${method} does not take a field named ${JSON.stringify(key)}`
+  } else if (!key) {
+    message = `${method} params are invalid: ${rule}`
+  } else {
+    const label = fieldLabel(method, key)
+    const value = (params as Record<string, unknown>)[key]
+    if (value === undefined) message = `${label} is required`
+    else if (rule.startsWith('must ')) message = `${label} ${JSON.stringify(value)} ${rule}`
+    else message = `${label} ${JSON.stringify(value)} is invalid: ${rule}`
+    if (value !== undefined && issue?.code !== 'invalid_type')
+      hint = `Correct the ${label} and run the command again.`
   }
-  throw new RpcError(ERROR_CODES.INVALID_PARAMS, `${method}: ${field}: ${message}`, {
+  throw new RpcError(ERROR_CODES.INVALID_PARAMS, message, {
     rpcCode: RPC_ERROR.INVALID_PARAMS,
-    hint: 'Check the request against the RpcMethods types in @banger/daemon/rpc.',
+    hint,
+    data: { method, field: key ? `params.${key}` : 'params' },
   })
 }

@@ -187,9 +187,16 @@ describe('JSON-RPC protocol', () => {
       data: { code: 'E_METHOD_NOT_FOUND' },
     })
     expect(byId.get(2)?.error).toMatchObject({ code: -32602, data: { code: 'E_INVALID_PARAMS' } })
-    expect(byId.get(2)?.error?.message).toContain('params.name')
-    expect(byId.get(3)?.error?.message).toContain('params.bogus')
-    expect(byId.get(7)?.error?.message).toBe('image.pull: params.ref: is required')
+    // The message is for people; the field's RPC name is in data.field for programs.
+    expect(byId.get(2)?.error).toMatchObject({
+      message: 'image name 7 is invalid: Invalid input: expected string, received number',
+      data: { field: 'params.name', method: 'image.show' },
+    })
+    expect(byId.get(3)?.error).toMatchObject({
+      message: 'image.pull does not take a field named "bogus"',
+      data: { field: 'params.bogus' },
+    })
+    expect(byId.get(7)?.error?.message).toBe('image reference is required')
     expect(byId.get(4)?.error).toMatchObject({ code: -32600 })
     expect(byId.get(5)).toMatchObject({ result: { kernels: [] } })
   })
@@ -202,7 +209,8 @@ describe('JSON-RPC protocol', () => {
     await expect(client.call('image.pull', { ref: 'debian', sizeBytes: -1 })).rejects.toMatchObject(
       {
         code: 'E_INVALID_PARAMS',
-        message: containing('params.sizeBytes'),
+        message: containing('size -1 is invalid'),
+        data: { field: 'params.sizeBytes' },
       },
     )
   })
@@ -389,15 +397,47 @@ describe('image.pull bookkeeping (fake pipeline)', () => {
       code: 'E_KERNEL_REQUIRED',
       hint: containing('banger kernel add'),
     })
+    // Cross-review of issue 8: messages read `params.kernel nope is not in the catalog`. What
+    // a user reads must not name RPC fields (`params.*`, `kernelPath`, …).
+    const noRpcNames = matching(/^(?!.*(params|kernelPath|initrdPath|modulesDir|rootfsPath)).*$/)
     await expect(client.call('image.pull', { ref, kernel: 'nope' })).rejects.toMatchObject({
       code: 'E_KERNEL_NOT_FOUND',
+      message: 'kernel "nope" is not in the catalog',
+      hint: matching(/banger kernel list.*banger kernel add/),
+    })
+    await expect(client.call('kernel.show', { name: 'nope' })).rejects.toMatchObject({
+      code: 'E_KERNEL_NOT_FOUND',
+      message: 'kernel "nope" is not in the catalog',
     })
     await expect(
       client.call('image.pull', { ref, initrdPath: fakeKernel(dirs, 'i') }),
-    ).rejects.toMatchObject({ code: 'E_INVALID_PARAMS' })
+    ).rejects.toMatchObject({
+      code: 'E_INVALID_PARAMS',
+      message: 'an initrd needs a kernel path',
+      hint: containing('--kernel-path'),
+    })
+    await expect(
+      client.call('image.pull', { ref, kernel: 'k', kernelPath: fakeKernel(dirs) }),
+    ).rejects.toMatchObject({ code: 'E_INVALID_PARAMS', message: noRpcNames })
     await expect(
       client.call('image.pull', { ref, kernelPath: join(dirs.root, 'missing') }),
-    ).rejects.toMatchObject({ code: 'E_FILE_NOT_FOUND' })
+    ).rejects.toMatchObject({
+      code: 'E_FILE_NOT_FOUND',
+      message: `kernel ${join(dirs.root, 'missing')} does not exist`,
+    })
+    await expect(
+      client.call('image.pull', { ref, kernelPath: 'relative/vmlinuz' }),
+    ).rejects.toMatchObject({ code: 'E_INVALID_PARAMS', message: noRpcNames })
+    await expect(
+      client.call('image.register', { name: 'r', rootfsPath: join(dirs.root, 'missing') }),
+    ).rejects.toMatchObject({ code: 'E_FILE_NOT_FOUND', message: noRpcNames })
+    await expect(
+      client.call('image.pull', { ref, name: 'bad name', kernelPath: fakeKernel(dirs) }),
+    ).rejects.toMatchObject({
+      code: 'E_INVALID_PARAMS',
+      message: matching(/^image name "bad name" must start with a letter or digit/),
+      data: { field: 'params.name', method: 'image.pull' },
+    })
     expect(pipeline.calls).toHaveLength(0)
     await client.call('kernel.add', { name: 'k', kernelPath: fakeKernel(dirs), default: true })
     const rec = await client.call('image.pull', { ref })

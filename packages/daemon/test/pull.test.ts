@@ -79,12 +79,15 @@ function blobGets(reg: TestRegistry): Map<string, number> {
   return counts
 }
 
-async function layerDigests(reg: TestRegistry, repo: string, tag: string): Promise<string[]> {
+async function manifestOf(
+  reg: TestRegistry,
+  repo: string,
+  tag: string,
+): Promise<{ config: { digest: string }; layers: { digest: string }[] }> {
   const res = await fetch(`${reg.url}/v2/${repo}/manifests/${tag}`, {
     headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
   })
-  const manifest = (await res.json()) as { layers: { digest: string }[] }
-  return manifest.layers.map((l) => l.digest)
+  return (await res.json()) as { config: { digest: string }; layers: { digest: string }[] }
 }
 
 function leftovers(e: UserEnv): string[] {
@@ -134,6 +137,41 @@ describe('bangerd command line', () => {
       /^bangerd: Unknown option '--bogus'.*\n {2}Run `bangerd --help`\.\n$/,
     )
     expect(existsSync(e.stateDir)).toBe(false) // nothing created for a bad command line
+  })
+
+  it('fails at once, naming the path, when a directory it needs cannot be created', async () => {
+    // Cross-review of issue 8: with the socket under /proc, node's mkdir({ recursive: true })
+    // looped forever (ENOENT under an existing parent) and bangerd spun at 60% CPU.
+    const e = userEnv()
+    const cases: [Record<string, string>, RegExp, string][] = [
+      [
+        { BANGER_SOCKET: '/proc/x/bangerd.sock' },
+        /^bangerd: cannot create \/proc\/x, the directory for the socket \/proc\/x\/bangerd\.sock: no such file or directory \(ENOENT\)\n/,
+        'BANGER_SOCKET',
+      ],
+      [
+        { BANGER_STATE_DIR: '/proc/y/state' },
+        /^bangerd: cannot create \/proc\/y\/state, the state directory: \/proc\/y: no such file or directory \(ENOENT\)\n/,
+        'BANGER_STATE_DIR',
+      ],
+      [
+        { BANGER_SOCKET: '/proc/bangerd.sock' }, // the dir exists; binding there is refused
+        /^bangerd: cannot listen on the socket \/proc\/bangerd\.sock: permission denied \(EACCES\)\n/,
+        'BANGER_SOCKET',
+      ],
+    ]
+    for (const [env, line, variable] of cases) {
+      const started = Date.now()
+      const res = await runDaemonOnce(e, [], { env, timeoutMs: 15_000 })
+      expect(res.code, JSON.stringify(res)).toBe(1)
+      expect(Date.now() - started).toBeLessThan(10_000)
+      expect(res.stderr).toMatch(line)
+      // Exactly the message line and one indented hint naming what to change.
+      const lines = res.stderr.trimEnd().split('\n')
+      expect(lines).toHaveLength(2)
+      expect(lines[1]).toMatch(new RegExp(`^  Point ${variable} `))
+      expect(res.stdout).toBe('')
+    }
   })
 })
 
@@ -247,7 +285,8 @@ describe('bangerd pulls as an unprivileged user', () => {
     // Different names pull separately but share the blob downloads (registry-client in-flight).
     const again = await smallImage(`concurrent-2-${Date.now()}`)
     const ref2 = await pushImage(again, registry, 'conc:v2')
-    const layers = await layerDigests(registry, 'conc', 'v2')
+    const manifest = await manifestOf(registry, 'conc', 'v2')
+    const layers = manifest.layers.map((l) => l.digest)
     registry.clearRequests()
     const [c, d] = await Promise.all([
       client.call('image.pull', { ref: ref2, kernelPath, name: 'conc-c' }),
@@ -256,6 +295,8 @@ describe('bangerd pulls as an unprivileged user', () => {
     expect(c.manifestDigest).toBe(d.manifestDigest)
     const gets2 = blobGets(registry)
     expect(layers.map((l) => gets2.get(l))).toEqual([1, 1, 1])
+    // The config blob too (issue 8 cross-review: registry-client fetched it once per pull).
+    expect(gets2.get(manifest.config.digest)).toBe(1)
     for (const r of [a, c, d]) expect((await e2fsck(r.rootfsPath)).clean).toBe(true)
   })
 
@@ -364,7 +405,7 @@ describe('bangerd pulls as an unprivileged user', () => {
     const kernelPath = fakeKernel(e)
     const fresh = await smallImage(`warm-${Date.now()}`)
     const ref = await pushImage(fresh, registry, 'warm:v1')
-    const layers = await layerDigests(registry, 'warm', 'v1')
+    const layers = (await manifestOf(registry, 'warm', 'v1')).layers.map((l) => l.digest)
     const t0 = performance.now()
     const cold = await client.call('image.pull', { ref, kernelPath, name: 'warm-a' })
     const coldMs = performance.now() - t0

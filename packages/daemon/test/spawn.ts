@@ -96,10 +96,14 @@ export async function spawnDaemon(e: UserEnv): Promise<RunningDaemon> {
   return { child, client, stderr: () => stderr, exited }
 }
 
-/** Run `bangerd` to completion as the test user (for start-up failures). */
+/**
+ * Run `bangerd` to completion as the test user (for start-up failures). A daemon still running
+ * after `timeoutMs` (default 20 s) is killed and reported with code null.
+ */
 export function runDaemonOnce(
   e: UserEnv,
   args: string[] = [],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const user = testUser()
   return new Promise((resolve) => {
@@ -107,8 +111,10 @@ export function runDaemonOnce(
       uid: user.uid,
       gid: user.gid,
       cwd: e.root,
-      env: e.env,
+      env: { ...e.env, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: opts.timeoutMs ?? 20_000,
+      killSignal: 'SIGKILL',
     })
     let stdout = ''
     let stderr = ''

@@ -57,6 +57,12 @@ export const ERROR_CODES = {
   DAEMON_RUNNING: 'E_DAEMON_RUNNING',
   /** The socket path is longer than a unix socket address allows (107 bytes). */
   SOCKET_PATH_TOO_LONG: 'E_SOCKET_PATH_TOO_LONG',
+  /**
+   * `bangerd` start: a directory it needs (state, cache, socket, temp) cannot be created or
+   * used, or the socket cannot be bound there. The message names the path; the hint names the
+   * variable and flag that move it.
+   */
+  PATH_UNUSABLE: 'E_PATH_UNUSABLE',
   /** The config file is not valid JSON or has a wrong field. */
   CONFIG_INVALID: 'E_CONFIG_INVALID',
   /** Something unexpected failed inside the daemon; see its log. */
