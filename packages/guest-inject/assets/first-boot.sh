@@ -322,8 +322,13 @@ setup_hostname() {
   if ! printf '%s' "$name" 2>/dev/null >/proc/sys/kernel/hostname; then
     have hostname && run hostname "$name"
   fi
-  if [ -f /etc/hosts ] && ! grep -qE "[[:space:]]$name([[:space:]]|\$)" /etc/hosts; then
-    printf '127.0.1.1\t%s\n' "$name" >>/etc/hosts
+  if [ ! -e /etc/hosts ]; then
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >/etc/hosts
+  fi
+  # Drop the line an earlier boot added for another name, then add one if none matches.
+  sed -i '/[[:space:]]# banger$/d' /etc/hosts
+  if ! grep -qE "[[:space:]]$name([[:space:]]|\$)" /etc/hosts; then
+    printf '127.0.1.1\t%s # banger\n' "$name" >>/etc/hosts
   fi
   log "hostname $name"
 }
@@ -346,8 +351,10 @@ install_sshd() {
     # Keep the package's maintainer scripts from starting sshd before the
     # host keys are replaced (and from waiting on this very boot job).
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
-    DEBIAN_FRONTEND=noninteractive run apt-get update &&
-      DEBIAN_FRONTEND=noninteractive run apt-get install -y --no-install-recommends openssh-server
+    DEBIAN_FRONTEND=noninteractive
+    export DEBIAN_FRONTEND
+    run apt-get update &&
+      run apt-get install -y --no-install-recommends openssh-server
     status=$?
     rm -f /usr/sbin/policy-rc.d
     return $status

@@ -47,8 +47,11 @@ deconfig() {
 
 bound() {
   if command -v ip >/dev/null 2>&1; then
-    ip addr flush dev "$interface"
-    ip addr add "$ip/$(prefix)" dev "$interface"
+    # A renewal of the same address must not drop it, even for a moment.
+    if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/$(prefix) "; then
+      ip addr flush dev "$interface"
+      ip addr add "$ip/$(prefix)" dev "$interface"
+    fi
     for gateway in ${router:-}; do
       ip route replace default via "$gateway" dev "$interface" && break
     done

@@ -155,6 +155,7 @@ function verify(imagePath: string, entries: Entry[], infos: (InodeInfo | undefin
 async function buildScript(
   entries: Entry[],
   existing: Map<string, InodeInfo | undefined>,
+  privateDirs: Set<string>,
   hostDir: string,
 ): Promise<{ commands: string[]; createdDirs: string[] }> {
   const commands: string[] = []
@@ -172,10 +173,7 @@ async function buildScript(
     for (const dir of parentsOf(path)) {
       if (existing.get(dir) || made.has(dir)) continue
       // A missing home directory is private; everything else is a plain system directory.
-      mkdir(
-        dir,
-        entries.some((e) => e.kind === 'dir' && posix.dirname(e.path) === dir) ? 0o700 : 0o755,
-      )
+      mkdir(dir, privateDirs.has(dir) ? 0o700 : 0o755)
       createdDirs.push(dir)
     }
   }
@@ -242,7 +240,12 @@ export async function inject(imagePath: string, options: InjectOptions): Promise
 
   const hostDir = await mkdtemp(join(tmpdir(), 'banger-inject-'))
   try {
-    const { commands, createdDirs } = await buildScript(entries, existing, hostDir)
+    const { commands, createdDirs } = await buildScript(
+      entries,
+      existing,
+      new Set([rootHome]),
+      hostDir,
+    )
     // An image made from a banger VM carries its marker: the new guest must do its first boot.
     if (markerInfo) commands.push(`rm ${quotePath(GUEST_PATHS.marker)}`)
     signal?.throwIfAborted()

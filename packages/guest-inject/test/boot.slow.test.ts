@@ -234,11 +234,15 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
       vm2,
       key,
       knownHosts2,
-      'hostname; hostname -I; cat /etc/resolv.conf; cat /var/log/banger-first-boot.log',
+      'hostname; hostname -I; grep "# banger$" /etc/hosts; cat /etc/resolv.conf; ' +
+        'cat /var/log/banger-first-boot.log',
     )
     const lines2 = facts2.split('\n')
     expect(lines2[0]).toBe('static-name')
     expect(lines2[1]!.split(' ')).toContain('10.0.2.16')
+    // The first boot's line for banger-boot was replaced, not added to.
+    expect(lines2[2]).toBe('127.0.1.1\tstatic-name # banger')
+    expect(lines2[3]).toMatch(/^(#|nameserver)/)
     expect(facts2).toMatch(/nameserver 10\.0\.2\.3/)
     expect(facts2).toMatch(/configuring \S+ \(static\)/)
     expect(facts2).toMatch(/marker \/var\/lib\/banger\/first-boot\.done present/)
