@@ -72,7 +72,12 @@ async function runCommand(cmd: Command, io: CliIo): Promise<number> {
   if (cmd.kind === 'daemon.status') {
     const client = await tryConnect(paths)
     if (!client) {
-      out(`bangerd is not running (no daemon on ${paths.socketPath})\n`)
+      // Exit 3 either way; with --json a script gets JSON it can parse, never a sentence.
+      out(
+        cmd.json
+          ? json({ running: false, socketPath: paths.socketPath })
+          : `bangerd is not running (no daemon on ${paths.socketPath})\n`,
+      )
       return EXIT.notRunning
     }
     try {

@@ -14,6 +14,11 @@ describe('banger daemon start|stop|status', () => {
     expect(before.code).toBe(3)
     expect(before.stdout).toBe(`bangerd is not running (no daemon on ${home.socketPath})\n`)
     expect(existsSync(home.socketPath)).toBe(false)
+    // Cross-review of issue 8: --json printed the sentence too. Same exit code, but JSON.
+    const beforeJson = await home.banger('daemon', 'status', '--json')
+    expect(beforeJson.code).toBe(3)
+    expect(JSON.parse(beforeJson.stdout)).toEqual({ running: false, socketPath: home.socketPath })
+    expect(beforeJson.stderr).toBe('')
 
     // Any command that needs the daemon starts it.
     const list = await home.banger('image', 'list', '--json')
@@ -59,6 +64,14 @@ describe('banger daemon start|stop|status', () => {
     expect(m![2]).toBe(home.logPath)
     expect(existsSync(home.logPath)).toBe(true)
     expect(isAlive(Number(m![1]))).toBe(true)
+    // Cross-review of issue 8: bangerd's stdout/stderr were appended to pino's JSON log. They
+    // go to their own file; the log holds JSON lines only.
+    expect(readFileSync(home.outputPath, 'utf8')).toMatch(
+      new RegExp(`^bangerd \\S+ listening on ${home.socketPath}\n$`),
+    )
+    const logLines = readFileSync(home.logPath, 'utf8').trimEnd().split('\n')
+    expect(logLines.length).toBeGreaterThan(0)
+    for (const line of logLines) expect(() => JSON.parse(line) as unknown, line).not.toThrow()
   })
 
   it('starts a new daemon when the socket is stale (its daemon was SIGKILLed)', async () => {
@@ -97,17 +110,46 @@ describe('banger daemon start|stop|status', () => {
     expect(pids).toEqual([st.pid])
   })
 
-  it('names the log file when bangerd cannot start', async () => {
-    // A socket dir the unprivileged user cannot create: bangerd exits, and the CLI says why and
-    // where to look.
+  it('reports what bangerd said when it cannot start, and where its output is', async () => {
+    // A socket dir the unprivileged user cannot create: bangerd exits, and the CLI passes on
+    // its one line and hint, naming the file its output went to.
     const home = bangerHome({ BANGER_SOCKET: '/banger-no/bangerd.sock' })
     const res = await home.banger('image', 'list')
     expect(res.code).toBe(1)
     const { message, hint } = errorLines(res.stderr)
-    expect(message).toMatch(
-      /^bangerd exited with code \d+ before it answered on \/banger-no\/bangerd\.sock \(.*EACCES.*\); see /,
+    expect(message).toBe(
+      'bangerd exited with code 1: cannot create /banger-no, the directory for the socket /banger-no/bangerd.sock: permission denied (EACCES)',
     )
-    expect(message).toContain(home.logPath)
-    expect(hint).toContain(home.logPath)
+    expect(hint).toMatch(
+      /^Point BANGER_SOCKET \(or --socket\) at a path in a directory you can write/,
+    )
+    expect(hint).toContain(home.outputPath)
+    expect(readFileSync(home.outputPath, 'utf8')).toContain(
+      message.slice(message.indexOf(': ') + 2),
+    )
+  })
+
+  it('fails at once when the socket dir is under /proc, instead of waiting 30 s', async () => {
+    // Cross-review of issue 8: node's recursive mkdir spun forever on /proc/x, so bangerd never
+    // exited and the CLI gave up after 30 s.
+    const home = bangerHome({ BANGER_SOCKET: '/proc/x/bangerd.sock' })
+    const started = Date.now()
+    const res = await home.banger('image', 'list')
+    expect(Date.now() - started).toBeLessThan(15_000)
+    expect(res.code).toBe(1)
+    const { message, hint } = errorLines(res.stderr)
+    expect(message).toBe(
+      'bangerd exited with code 1: cannot create /proc/x, the directory for the socket /proc/x/bangerd.sock: no such file or directory (ENOENT)',
+    )
+    expect(hint).toContain('BANGER_SOCKET')
+    expect(daemonPids('/proc/x/bangerd.sock')).toEqual([])
+
+    // The CLI's own mkdir of the logs dir had the same trap.
+    const cli = bangerHome({ BANGER_STATE_DIR: '/proc/y/state' })
+    const res2 = await cli.banger('image', 'list')
+    expect(res2.code).toBe(1)
+    expect(errorLines(res2.stderr).message).toBe(
+      'cannot start bangerd: cannot create /proc/y (ENOENT)',
+    )
   })
 })

@@ -18,7 +18,10 @@ export interface BangerHome {
   env: Record<string, string>
   stateDir: string
   socketPath: string
+  /** bangerd's pino log (JSON lines only). */
   logPath: string
+  /** Where the stdout/stderr of a bangerd the CLI started go. */
+  outputPath: string
   /** Runs `banger ARGS` as the unprivileged test user with this home's environment. */
   banger(...args: string[]): Promise<RunResult>
   /** Starts `banger ARGS` the same way and hands back the process (to signal it). */
@@ -72,6 +75,7 @@ export function bangerHome(extraEnv: Record<string, string> = {}): BangerHome {
     stateDir,
     socketPath,
     logPath: join(stateDir, 'logs', 'bangerd.log'),
+    outputPath: join(stateDir, 'logs', 'bangerd.stderr.log'),
     banger,
     spawn: (...args) =>
       spawn(process.execPath, [BANGER_BIN, ...args], {
