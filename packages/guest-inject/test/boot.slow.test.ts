@@ -163,7 +163,9 @@ async function debianRootfs(): Promise<{ work: string; logDir: string; rootfs: s
 /** A 2 GiB ext4 made from the tree with plain mkfs.ext4 -d, owned by the test user. */
 async function ext4From(rootfs: string): Promise<string> {
   const user = testUser()
-  const image = join(userTempDir('guest-inject-boot'), 'debian.ext4')
+  const dir = userTempDir('guest-inject-boot')
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+  const image = join(dir, 'debian.ext4')
   await run('truncate', ['-s', '2G', image])
   await run('mkfs.ext4', ['-q', '-F', '-d', rootfs, image])
   chownSync(image, user.uid, user.gid)
@@ -288,6 +290,7 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
   it('boots a busybox tree: inittab hook, udhcpc lease, a logged failure that does not block', async () => {
     const { work, logDir } = workDirs()
     const userDir = userTempDir('guest-inject-busybox')
+    onTestFinished(() => rmSync(userDir, { recursive: true, force: true }))
     const tree = join(userDir, 'tree')
     buildBusyboxTree(tree)
     const image = await mkfsAsUser(tree, join(userDir, 'busybox.ext4'), 64)

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { e2fsck, readImageFile, run, statInode, testUser, userTempDir } from '@banger/test-support'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import {
   BUSYBOX_TREE,
   SYSTEMD_TREE,
@@ -23,6 +23,7 @@ beforeAll(() => ensureBuilt())
 
 async function imageFrom(spec: TreeSpec, name: string, mkfsArgs: string[] = []): Promise<string> {
   const dir = userTempDir(`guest-inject-${name}`)
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
   const tree = join(dir, 'tree')
   makeTree(tree, spec)
   return mkfsAsUser(tree, join(dir, `${name}.ext4`), 16, mkfsArgs)
@@ -246,6 +247,7 @@ describe('injectGuest failures', () => {
 
   it('rejects with E_IMAGE_OPEN for a file that is not ext4 and E_IMAGE_NOT_FOUND for none', async () => {
     const dir = userTempDir('guest-inject-bad')
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
     await run('truncate', ['-s', '1M', join(dir, 'zeros.img')])
     expect(await injectAsUser(join(dir, 'zeros.img'), { authorizedKeys: [KEY_A] })).toMatchObject({
       ok: false,

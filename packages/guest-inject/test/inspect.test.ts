@@ -1,6 +1,7 @@
+import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { runAsUser, userTempDir } from '@banger/test-support'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import {
   SYSTEMD_TREE,
   ensureBuilt,
@@ -15,6 +16,7 @@ beforeAll(() => ensureBuilt())
 
 async function inspectTree(spec: TreeSpec, rootMode?: number): Promise<GuestInspection> {
   const dir = userTempDir('guest-inject-inspect')
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
   const tree = join(dir, 'tree')
   makeTree(tree, spec)
   const image = await mkfsAsUser(tree, join(dir, 'image.ext4'))
