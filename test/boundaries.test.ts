@@ -2,7 +2,6 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-// @ts-expect-error plain ESM script without types
 import { checkBoundaries, STAGES } from '../scripts/check-boundaries.mjs'
 
 const check: (root: string) => string[] = checkBoundaries
