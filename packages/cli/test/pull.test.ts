@@ -180,7 +180,27 @@ describe('banger image pull', () => {
 
     const ghost = await home.banger('image', 'pull', small, '--kernel', 'ghost')
     expect(ghost.code).toBe(1)
-    expect(errorLines(ghost.stderr).message).toContain('ghost')
+    // Cross-review of issue 8: this read `params.kernel ghost is not in the catalog`.
+    expect(errorLines(ghost.stderr)).toEqual({
+      message: 'kernel "ghost" is not in the catalog',
+      hint: 'See `banger kernel list` for the names, or add it with `banger kernel add ghost --kernel-path FILE`.',
+    })
+
+    // No user-facing message names an RPC field.
+    const rpcNames = /params|kernelPath|initrdPath|modulesDir|rootfsPath|sizeBytes/
+    for (const args of [
+      ['image', 'pull', small, '--kernel-path', 'missing-vmlinuz'],
+      ['image', 'pull', small, '--name', 'bad name', '--kernel-path', 'missing-vmlinuz'],
+      ['image', 'register', 'r', '--rootfs', 'missing.ext4', '--kernel', 'ghost'],
+      ['kernel', 'add', 'k', '--kernel-path', 'missing-vmlinuz'],
+      ['kernel', 'show', 'ghost'],
+    ]) {
+      const res = await home.banger(...args)
+      expect(res.code, args.join(' ')).toBe(1)
+      const { message, hint } = errorLines(res.stderr)
+      expect(`${message}\n${hint ?? ''}`).not.toMatch(rpcNames)
+      expect(hint, args.join(' ')).toBeTruthy()
+    }
 
     expect(JSON.parse((await home.banger('image', 'list', '--json')).stdout)).toEqual({
       images: [],
