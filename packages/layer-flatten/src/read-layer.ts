@@ -145,7 +145,9 @@ export async function readLayer(
       try {
         await onEntry(entry, stream as AsyncIterable<Buffer>, ordinal++)
       } catch (err) {
-        handlerError = err
+        // If the parser broke first, the handler only saw its fallout (a body that ended early).
+        const parserBroke = (extract as unknown as { destroying: boolean }).destroying
+        if (!parserBroke && firstError === undefined) handlerError = err
         throw err
       }
       for await (const _ of stream as AsyncIterable<Buffer>) void _

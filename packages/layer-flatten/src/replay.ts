@@ -92,6 +92,8 @@ export class Replay {
     try {
       return await op()
     } catch (err) {
+      // A failure to read the entry body is the layer's, not the disk's: let it through.
+      if (err instanceof Error && bodyErrors.has(err)) throw err
       throw new WriteFailedError(path, err)
     }
   }
@@ -201,7 +203,10 @@ export class Replay {
     if (entry.type === 'file') {
       inode.size = entry.size
       inode.source = { layer, ordinal }
-      if (this.dest !== null) await this.io(target, () => writeFile(target, body, inode))
+      if (this.dest !== null) {
+        if (entry.size <= SMALL_FILE) await this.writeSmall(target, body, inode)
+        else await this.io(target, () => writeFile(target, body, inode))
+      }
     } else if (entry.type === 'symlink') {
       inode.linkTarget = entry.linkName ?? ''
       if (this.dest !== null) {
@@ -289,6 +294,7 @@ export class Replay {
     if (targetNode.inode.type === 'file') {
       if (this.dest !== null) {
         const from = this.disk(targetParts)
+        await this.settle()
         await this.io(target, () => link(from, target))
       }
       targetNode.inode.links++
@@ -351,7 +357,45 @@ export class Replay {
   }
 
   /** Unlinks `node` and everything below it, whatever layer wrote them. */
+  /**
+   * Small files are read into memory (at most SMALL_FILE bytes each) and written in the
+   * background, up to WRITE_AHEAD at once, so file creation overlaps with parsing. Anything that
+   * could depend on them (a hardlink, a removal, the final pass) calls settle() first.
+   */
+  private readonly pending = new Set<Promise<void>>()
+  private pendingError: unknown
+
+  private async writeSmall(path: string, body: AsyncIterable<Buffer>, inode: Inode): Promise<void> {
+    this.throwPending()
+    const chunks: Buffer[] = []
+    for await (const chunk of body) chunks.push(chunk)
+    // A copy: the chunks may be views into much larger decompression buffers.
+    const content = [Buffer.concat(chunks)]
+    while (this.pending.size >= WRITE_AHEAD) await Promise.race(this.pending)
+    this.throwPending()
+    const write: Promise<void> = this.io(path, () => writeFile(path, content, inode)).then(
+      () => void this.pending.delete(write),
+      (err: unknown) => {
+        this.pending.delete(write)
+        this.pendingError ??= err
+      },
+    )
+    this.pending.add(write)
+  }
+
+  private throwPending(): void {
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a WriteFailedError
+    if (this.pendingError !== undefined) throw this.pendingError
+  }
+
+  /** Waits for every background write; rethrows the first failure. */
+  async settle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending)
+    this.throwPending()
+  }
+
   private async remove(node: TreeNode): Promise<void> {
+    await this.settle()
     const parts = Replay.partsOf(node)
     const forget = (n: TreeNode) => {
       n.inode.links--
@@ -378,6 +422,7 @@ export class Replay {
   /** Sets directory modes and mtimes on disk, deepest first, once nothing else is written. */
   async finishDisk(): Promise<void> {
     if (this.dest === null) return
+    await this.settle()
     const visit = async (node: TreeNode, parts: string[]) => {
       for (const child of node.children!.values()) {
         if (child.children) await visit(child, [...parts, child.name])
@@ -456,16 +501,45 @@ export class Replay {
 
 const byCodePoint = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
+/** Files up to this size are buffered and written in the background. */
+const SMALL_FILE = 256 * 1024
+/** Background writes in flight at most (so at most 4 MiB buffered). */
+const WRITE_AHEAD = 16
+
 const WRITE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW
 const BATCH = 1024 * 1024
 
 /** Creates a new file (never reuses an inode another name shares) and streams `body` into it. */
-async function writeFile(path: string, body: AsyncIterable<Buffer>, inode: Inode): Promise<void> {
+const bodyErrors = new WeakSet<Error>()
+
+/** Iterates an entry body, marking its errors so io() does not take them for disk errors. */
+async function* readBody(body: AsyncIterable<Buffer> | Buffer[]): AsyncGenerator<Buffer> {
+  const it =
+    (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]?.() ??
+    (body as Buffer[])[Symbol.iterator]()
+  for (;;) {
+    let next: IteratorResult<Buffer>
+    try {
+      next = await it.next()
+    } catch (err) {
+      if (err instanceof Error) bodyErrors.add(err)
+      throw err
+    }
+    if (next.done) return
+    yield next.value
+  }
+}
+
+async function writeFile(
+  path: string,
+  body: AsyncIterable<Buffer> | Buffer[],
+  inode: Inode,
+): Promise<void> {
   const fh = await open(path, WRITE_FLAGS, 0o600)
   try {
     let batch: Buffer[] = []
     let batched = 0
-    for await (const chunk of body) {
+    for await (const chunk of readBody(body)) {
       batch.push(chunk)
       batched += chunk.length
       if (batched >= BATCH) {
