@@ -340,8 +340,10 @@ function keepPaxBytes(extract: Extract): void {
     _paxGlobal: Record<string, string> | null
     _decodeLongHeader(buf: Buffer): void
   }
+  if (typeof self._decodeLongHeader !== 'function') {
+    throw new Error('tar-stream internals changed: pin tar-stream 3.x')
+  }
   const original = self._decodeLongHeader.bind(self)
-  if (typeof original !== 'function') throw new Error('tar-stream internals changed')
   self._decodeLongHeader = (buf: Buffer) => {
     if (self._header.type === 'pax-header') {
       const records = decodePaxRecords(buf)
