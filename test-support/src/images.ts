@@ -37,6 +37,8 @@ process.on('exit', () => {
 
 function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))
+  // mkdtemp makes 0700; the unprivileged test user reads layouts (offline sources, flatten).
+  chmodSync(dir, 0o755)
   made.add(dir)
   return dir
 }
