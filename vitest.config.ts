@@ -10,6 +10,7 @@ const everywhere = [
 
 export default defineConfig({
   test: {
+    globalSetup: ['./test/global-setup.ts'],
     projects: [
       {
         test: {
