@@ -1,28 +1,8 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { RegistryClient, type PullSession } from '../src/index.js'
 import { fakeImage, listen, sha, startFake } from './fake-registry.js'
-import { hashFile, quickRetry, tempCache } from './helpers.js'
-
-function client(
-  cacheDir: string,
-  extra: Partial<ConstructorParameters<typeof RegistryClient>[0]> = {},
-): RegistryClient {
-  return new RegistryClient({
-    cacheDir,
-    retry: quickRetry,
-    dockerConfigPath: '/nonexistent/config.json',
-    ...extra,
-  })
-}
-
-async function drain(session: PullSession): Promise<string[]> {
-  const paths: string[] = []
-  for await (const layer of session.cachedLayers()) paths.push(layer.path)
-  await session.done
-  return paths
-}
+import { client, drain, hashFile, tempCache } from './helpers.js'
 
 describe('bearer token flow', () => {
   it('answers the challenge once, reuses the token for every blob, and refreshes on a new challenge', async () => {

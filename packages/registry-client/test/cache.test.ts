@@ -3,31 +3,11 @@ import { readFileSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { RegistryClient, type PullSession } from '../src/index.js'
 import { fakeImage, sha, startFake, type BlobContext, type FakeImage } from './fake-registry.js'
-import { cachedBlobs, hashFile, quickRetry, tempCache, tempFiles } from './helpers.js'
+import { cachedBlobs, client, drain, hashFile, tempCache, tempFiles } from './helpers.js'
 
 export const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url))
 export const childScript = fileURLToPath(new URL('./pull-child.mjs', import.meta.url))
-
-function client(
-  cacheDir: string,
-  extra: Partial<ConstructorParameters<typeof RegistryClient>[0]> = {},
-): RegistryClient {
-  return new RegistryClient({
-    cacheDir,
-    retry: quickRetry,
-    dockerConfigPath: '/nonexistent/config.json',
-    ...extra,
-  })
-}
-
-async function drain(session: PullSession): Promise<string[]> {
-  const paths: string[] = []
-  for await (const layer of session.cachedLayers()) paths.push(layer.path)
-  await session.done
-  return paths
-}
 
 /** Serves blobs in 16 KiB pieces every `delayMs` while `slow()` is true. */
 function trickle(slow: () => boolean, delayMs = 40) {

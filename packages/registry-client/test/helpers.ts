@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { rm } from 'node:fs/promises'
 import { onTestFinished } from 'vitest'
+import { RegistryClient, type PullSession, type RegistryClientOptions } from '../src/index.js'
 
 export async function hashFile(path: string): Promise<string> {
   const hash = createHash('sha256')
@@ -40,3 +41,24 @@ export async function tempCache(): Promise<string> {
 
 /** Fast retries so failure paths do not make the suite slow. */
 export const quickRetry = { attempts: 4, baseDelayMs: 20, maxRetryAfterMs: 5_000 }
+
+/** A client on `cacheDir` with quick retries and no Docker config, unless `extra` says otherwise. */
+export function client(
+  cacheDir: string,
+  extra: Partial<RegistryClientOptions> = {},
+): RegistryClient {
+  return new RegistryClient({
+    cacheDir,
+    retry: quickRetry,
+    dockerConfigPath: '/nonexistent/config.json',
+    ...extra,
+  })
+}
+
+/** Consumes a pull session's layers in order; resolves to their cached paths once it is done. */
+export async function drain(session: PullSession): Promise<string[]> {
+  const paths: string[] = []
+  for await (const layer of session.cachedLayers()) paths.push(layer.path)
+  await session.done
+  return paths
+}

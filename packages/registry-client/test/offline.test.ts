@@ -8,8 +8,8 @@ import { promisify } from 'node:util'
 import { buildImage, type OciImage } from '@banger/test-support'
 import { pack } from 'tar-stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { RegistryClient, type PullSession } from '../src/index.js'
-import { cachedBlobs, hashFile, tempCache, tempFiles } from './helpers.js'
+import { RegistryClient } from '../src/index.js'
+import { cachedBlobs, drain, hashFile, tempCache, tempFiles } from './helpers.js'
 
 const exec = promisify(execFile)
 
@@ -42,13 +42,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(work, { recursive: true, force: true })
 })
-
-async function drain(session: PullSession): Promise<string[]> {
-  const paths: string[] = []
-  for await (const layer of session.cachedLayers()) paths.push(layer.path)
-  await session.done
-  return paths
-}
 
 const client = (cacheDir: string): RegistryClient =>
   new RegistryClient({ cacheDir, dockerConfigPath: '/nonexistent' })

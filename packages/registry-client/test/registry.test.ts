@@ -17,8 +17,8 @@ import {
   type TestRegistry,
 } from '@banger/test-support'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { RegistryClient, type PullProgressEvent, type PullSession } from '../src/index.js'
-import { cachedBlobs, hashFile, quickRetry, tempCache, tempFiles } from './helpers.js'
+import type { PullProgressEvent, PullSession } from '../src/index.js'
+import { cachedBlobs, client, hashFile, tempCache, tempFiles } from './helpers.js'
 
 const exec = promisify(execFile)
 
@@ -57,19 +57,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await registry?.stop()
 })
-
-function client(
-  cacheDir: string,
-  extra: Partial<ConstructorParameters<typeof RegistryClient>[0]> = {},
-): RegistryClient {
-  const c = new RegistryClient({
-    cacheDir,
-    retry: quickRetry,
-    dockerConfigPath: '/nonexistent/config.json',
-    ...extra,
-  })
-  return c
-}
 
 async function drain(session: PullSession): Promise<string[]> {
   const paths: string[] = []

@@ -2,28 +2,8 @@ import { readFileSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { RegistryClient, type PullSession } from '../src/index.js'
 import { fakeImage, sendThenReset, sha, startFake } from './fake-registry.js'
-import { cachedBlobs, hashFile, quickRetry, tempCache, tempFiles } from './helpers.js'
-
-function client(
-  cacheDir: string,
-  extra: Partial<ConstructorParameters<typeof RegistryClient>[0]> = {},
-): RegistryClient {
-  return new RegistryClient({
-    cacheDir,
-    retry: quickRetry,
-    dockerConfigPath: '/nonexistent/config.json',
-    ...extra,
-  })
-}
-
-async function drain(session: PullSession): Promise<string[]> {
-  const paths: string[] = []
-  for await (const layer of session.cachedLayers()) paths.push(layer.path)
-  await session.done
-  return paths
-}
+import { cachedBlobs, client, drain, hashFile, tempCache, tempFiles } from './helpers.js'
 
 describe('transport failures a real registry will not produce on demand', () => {
   it('resumes a blob cut off mid-body with Range and verifies the joined bytes', async () => {
