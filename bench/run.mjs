@@ -339,7 +339,13 @@ async function bangerPulls(subject) {
     const status = await cli(['daemon', 'status', '--json'])
     const pid = status.code === 0 ? JSON.parse(status.stdout).pid : undefined
     let peakTree = 0
-    if (pid) sampler = setInterval(() => (peakTree = Math.max(peakTree, treeRss(pid))), 100)
+    const samples = []
+    if (pid)
+      sampler = setInterval(() => {
+        peakTree = Math.max(peakTree, treeRss(pid))
+        samples.push({ at: performance.now(), rss: procStatusKb(pid, 'VmRSS') * 1024 })
+      }, 100)
+    const coldStart = performance.now()
 
     const cold = await cli(['image', 'pull', subject.ref, '--name', 'bench-cold', '--insecure'])
     if (cold.code !== 0) throw new Error(cliError('cold image pull', cold))
@@ -352,6 +358,14 @@ async function bangerPulls(subject) {
       if (stage) marks.push({ stage, t })
     }
     marks.forEach((m, i) => (stages[m.stage] = (marks[i + 1]?.t ?? cold.ms) - m.t))
+    // bangerd's resident set at its highest within each stage (100 ms samples).
+    const stageRss = {}
+    marks.forEach((m, i) => {
+      const from = coldStart + m.t
+      const to = coldStart + (marks[i + 1]?.t ?? cold.ms)
+      const inStage = samples.filter((x) => x.at >= from && x.at <= to).map((x) => x.rss)
+      if (inStage.length) stageRss[m.stage] = Math.max(...inStage)
+    })
     if (marks.length) stages['(before the first stage line)'] = marks[0].t
     else delete stages['(before the first stage line)']
 
@@ -362,7 +376,7 @@ async function bangerPulls(subject) {
     if (warm.code !== 0) throw new Error(cliError('warm image pull', warm))
     const hwm = pid ? procStatusKb(pid, 'VmHWM') * 1024 : undefined
     return {
-      cold: { ms: cold.ms, stages },
+      cold: { ms: cold.ms, stages, stageRss },
       warm: { ms: warm.ms },
       rss: { pid, hwmCold, hwm, peakTree },
       record,
@@ -497,8 +511,14 @@ function section(subject, results) {
       "banger cold pull by stage (median; from the CLI's plain progress lines on stderr, timed as they arrive):",
       '',
     )
-    lines.push('| stage | median |', '|---|---|')
-    for (const [name, ms] of Object.entries(s.cold.stages)) lines.push(`| ${name} | ${secs(ms)} |`)
+    lines.push(
+      '| stage | median | bangerd peak RSS in the stage (max over runs) |',
+      '|---|---|---|',
+    )
+    for (const [name, ms] of Object.entries(s.cold.stages)) {
+      const peaks = results.cold.map((r) => r.stageRss?.[name]).filter((x) => x !== undefined)
+      lines.push(`| ${name} | ${secs(ms)} | ${peaks.length ? fmtBytes(Math.max(...peaks)) : '—'} |`)
+    }
     lines.push('')
   } else if (s.cold) lines.push('banger printed no stage lines to time.', '')
   for (const [key, title] of [
