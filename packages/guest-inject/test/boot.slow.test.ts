@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import {
   chownSync,
   existsSync,
@@ -13,7 +13,15 @@ import {
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { debianImage, freePort, run, testUser, userTempDir } from '@banger/test-support'
+import {
+  bootVm,
+  debianImage,
+  run,
+  testUser,
+  userTempDir,
+  type BootVmOptions,
+  type Vm,
+} from '@banger/test-support'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { injectAsUser, mkfsAsUser } from './helpers.js'
 
@@ -23,8 +31,9 @@ import { injectAsUser, mkfsAsUser } from './helpers.js'
  * as the unprivileged user, and the image boots under qemu with the host's Debian kernel and
  * initrd to an sshd that lets the test key in and presents a host key of its own.
  *
- * TCG by default: on the machines this was written on, /dev/kvm existed but did not boot.
- * BANGER_TEST_KVM=1 switches to KVM. The serial log is kept (and its path printed) on failure.
+ * qemu runs through the harness's bootVm: KVM only when a probe boot under it works (on the
+ * machines this was written on, /dev/kvm existed but did not boot), else TCG;
+ * BANGER_TEST_ACCEL=kvm|tcg forces one. The serial log is kept (and its path printed) on failure.
  */
 
 const KERNEL_RELEASE = readdirSync('/boot')
@@ -35,97 +44,28 @@ const KERNEL_RELEASE = readdirSync('/boot')
 
 const BOOT_TIMEOUT_MS = 5 * 60_000
 
-interface Vm {
-  port: number
-  serialLog: string
-  qemu: ChildProcess
-  exited: () => boolean
-}
-
-/** The serial log without terminal escapes. */
-function serialText(path: string): string {
-  if (!existsSync(path)) return ''
-  const ansi = new RegExp(String.fromCharCode(27) + '\\[[0-9;?]*[A-Za-z]', 'g')
-  return readFileSync(path, 'utf8').replace(ansi, '')
-}
-
-function serialTail(path: string): string {
-  return serialText(path).slice(-3000) || '(no serial log)'
-}
-
-async function bootVm(
+/** Boots with the host's kernel and initrd; stopped after the test, logs kept if it failed. */
+async function boot(
   image: string,
-  logDir: string,
-  name: string,
-  { append = '', guestAddress = '' } = {},
+  options: Pick<BootVmOptions, 'appendExtra' | 'guestAddress'> = {},
 ): Promise<Vm> {
-  const port = await freePort()
-  const serialLog = join(logDir, `${name}.serial.log`)
-  const accel = process.env.BANGER_TEST_KVM === '1' ? 'kvm' : 'tcg'
-  const qemu = spawn(
-    'qemu-system-x86_64',
-    [
-      ...['-accel', accel, '-m', '1024', '-smp', '1', '-nographic', '-no-reboot'],
-      ...['-monitor', 'none', '-serial', `file:${serialLog}`],
-      ...['-kernel', `/boot/vmlinuz-${KERNEL_RELEASE}`],
-      ...['-initrd', `/boot/initrd.img-${KERNEL_RELEASE}`],
-      ...['-append', `root=/dev/vda rw console=ttyS0 panic=-1 ${append}`.trim()],
-      ...['-drive', `file=${image},format=raw,if=virtio`],
-      ...['-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-${guestAddress}:22`],
-      ...['-device', 'virtio-net-pci,netdev=n0'],
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  )
-  let gone = false
-  let stderr = ''
-  qemu.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-  qemu.on('exit', () => (gone = true))
-  const stop = async (): Promise<void> => {
-    if (gone) return
-    qemu.kill('SIGTERM')
-    for (let i = 0; i < 50 && !gone; i++) await sleep(100)
-    if (!gone) qemu.kill('SIGKILL')
-  }
-  onTestFinished(stop)
-  onTestFinished((ctx) => {
-    if (ctx.task.result?.state === 'fail')
-      console.error(
-        `qemu stderr: ${stderr}\nserial log kept at ${serialLog}:\n${serialTail(serialLog)}`,
-      )
+  const vm = await bootVm({
+    rootfs: image,
+    kernel: `/boot/vmlinuz-${KERNEL_RELEASE}`,
+    initrd: `/boot/initrd.img-${KERNEL_RELEASE}`,
+    timeoutMs: BOOT_TIMEOUT_MS,
+    ...options,
   })
-  return { port, serialLog, qemu, exited: () => gone }
-}
-
-function sshArgs(vm: Vm, key: string, knownHosts: string, command: string): string[] {
-  return [
-    ...['-i', key, '-p', String(vm.port), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10'],
-    ...['-o', 'StrictHostKeyChecking=no', '-o', `UserKnownHostsFile=${knownHosts}`],
-    ...['-o', 'HostKeyAlgorithms=ssh-ed25519', '-o', 'LogLevel=ERROR'],
-    'root@127.0.0.1',
-    command,
-  ]
-}
-
-/** Polls `ssh … true` until sshd lets the key in; fails early if qemu dies. */
-async function waitForSsh(vm: Vm, key: string, knownHosts: string): Promise<number> {
-  const started = Date.now()
-  let last = ''
-  while (Date.now() - started < BOOT_TIMEOUT_MS) {
-    if (vm.exited())
-      throw new Error(`qemu exited before sshd answered: ${serialTail(vm.serialLog)}`)
-    const result = await run('ssh', sshArgs(vm, key, knownHosts, 'true'), {
-      check: false,
-      timeoutMs: 30_000,
-    })
-    if (result.code === 0) return Date.now() - started
-    last = result.stderr.trim()
-    await sleep(3000)
-  }
-  throw new Error(`no ssh login within ${BOOT_TIMEOUT_MS / 1000}s (last: ${last})`)
-}
-
-async function ssh(vm: Vm, key: string, knownHosts: string, command: string): Promise<string> {
-  return (await run('ssh', sshArgs(vm, key, knownHosts, command), { timeoutMs: 60_000 })).stdout
+  onTestFinished(async (ctx) => {
+    const failed = ctx.task.result?.state === 'fail'
+    if (failed)
+      console.error(
+        `qemu (${vm.accel}) stderr: ${vm.qemuStderr().trim() || '(none)'}\n` +
+          `serial log kept at ${vm.serialLogPath}, tail:\n${vm.serialTail()}`,
+      )
+    await vm.stop({ keepFiles: failed })
+  })
+  return vm
 }
 
 /** The base64 blob of the ed25519 key in a known_hosts file or a .pub file. */
@@ -135,16 +75,11 @@ function ed25519Blob(text: string): string {
   return m[1]!
 }
 
-/** A scratch dir removed after the test, and a log dir removed only if the test passed. */
-function workDirs(): { work: string; logDir: string } {
+/** A scratch dir removed after the test (the serial logs live in each Vm's own dir). */
+function workDir(): string {
   const work = mkdtempSync(join(tmpdir(), 'guest-inject-boot-'))
-  // Logs live outside the work dir so a failure leaves them behind.
-  const logDir = mkdtempSync(join(tmpdir(), 'guest-inject-boot-logs-'))
-  onTestFinished((ctx) => {
-    rmSync(work, { recursive: true, force: true })
-    if (ctx.task.result?.state !== 'fail') rmSync(logDir, { recursive: true, force: true })
-  })
-  return { work, logDir }
+  onTestFinished(() => rmSync(work, { recursive: true, force: true }))
+  return work
 }
 
 /**
@@ -152,12 +87,12 @@ function workDirs(): { work: string; logDir: string } {
  * root; the pipeline (registry → flatten → ext4-build → ownership) replaces this in the repo's
  * end-to-end boot test.
  */
-async function debianRootfs(): Promise<{ work: string; logDir: string; rootfs: string }> {
-  const { work, logDir } = workDirs()
+async function debianRootfs(): Promise<{ work: string; rootfs: string }> {
+  const work = workDir()
   const oci = await debianImage()
   const bundle = join(work, 'bundle')
   await run('umoci', ['unpack', '--image', `${oci.layout}:${oci.tag}`, bundle])
-  return { work, logDir, rootfs: join(bundle, 'rootfs') }
+  return { work, rootfs: join(bundle, 'rootfs') }
 }
 
 /** A 2 GiB ext4 made from the tree with plain mkfs.ext4 -d, owned by the test user. */
@@ -181,7 +116,7 @@ async function testKey(work: string): Promise<{ key: string; publicKey: string }
 
 describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
   it('boots the injected Debian image to sshd, with new host keys, twice', async () => {
-    const { work, logDir, rootfs } = await debianRootfs()
+    const { work, rootfs } = await debianRootfs()
     const bakedKey = ed25519Blob(
       readFileSync(join(rootfs, 'etc/ssh/ssh_host_ed25519_key.pub'), 'utf8'),
     )
@@ -197,16 +132,13 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
     expect(injected.value.written).toContain('/etc/systemd/system/banger-first-boot.service')
 
     // First boot: DHCP from qemu's user network, host keys regenerated.
-    const knownHosts1 = join(work, 'known_hosts.1')
-    const vm1 = await bootVm(image, logDir, 'boot1')
-    const toSsh = await waitForSsh(vm1, key, knownHosts1)
+    const vm1 = await boot(image)
+    const toSsh = await vm1.waitForSsh(key)
     console.log(`first boot: ssh login ${Math.round(toSsh / 1000)}s after qemu started`)
-    const hostKey1 = ed25519Blob(readFileSync(knownHosts1, 'utf8'))
+    const hostKey1 = ed25519Blob(readFileSync(vm1.knownHostsPath, 'utf8'))
     expect(hostKey1).not.toBe(bakedKey)
-    const facts1 = await ssh(
-      vm1,
+    const { stdout: facts1 } = await vm1.ssh(
       key,
-      knownHosts1,
       'hostname; cat /etc/ssh/ssh_host_ed25519_key.pub; test -s /var/lib/banger/first-boot.done && echo marker; ' +
         'stat -c "%a %u:%g" /root/.ssh /root/.ssh/authorized_keys; systemctl is-active banger-first-boot.service; ' +
         'cat /var/log/banger-first-boot.log',
@@ -217,25 +149,22 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
     expect(lines1.slice(2, 6)).toEqual(['marker', '700 0:0', '600 0:0', 'active'])
     expect(facts1).toMatch(/DHCP lease on \S+: 10\.0\.2\.15/)
     expect(facts1).not.toMatch(/ERROR/)
-    await run('ssh', sshArgs(vm1, key, knownHosts1, 'systemctl poweroff'), { check: false })
+    // A clean poweroff, so the second boot sees what the first one wrote.
+    await vm1.ssh(key, 'systemctl poweroff', { check: false })
     for (let i = 0; i < 600 && !vm1.exited(); i++) await sleep(100)
-    if (!vm1.exited()) vm1.qemu.kill('SIGKILL')
-    for (let i = 0; i < 50 && !vm1.exited(); i++) await sleep(100)
+    await vm1.stop({ keepFiles: true })
 
     // Second boot: static address and hostname from the kernel command line, the marker skips
     // the first-boot work, so the host key stays.
-    const knownHosts2 = join(work, 'known_hosts.2')
     // qemu forwards to the address it leased unless told otherwise.
-    const vm2 = await bootVm(image, logDir, 'boot2', {
-      append: 'ip=10.0.2.16::10.0.2.2:255.255.255.0:static-name::off:10.0.2.3',
+    const vm2 = await boot(image, {
+      appendExtra: 'ip=10.0.2.16::10.0.2.2:255.255.255.0:static-name::off:10.0.2.3',
       guestAddress: '10.0.2.16',
     })
-    await waitForSsh(vm2, key, knownHosts2)
-    expect(ed25519Blob(readFileSync(knownHosts2, 'utf8'))).toBe(hostKey1)
-    const facts2 = await ssh(
-      vm2,
+    await vm2.waitForSsh(key)
+    expect(ed25519Blob(readFileSync(vm2.knownHostsPath, 'utf8'))).toBe(hostKey1)
+    const { stdout: facts2 } = await vm2.ssh(
       key,
-      knownHosts2,
       'hostname; hostname -I; grep "# banger$" /etc/hosts; cat /etc/resolv.conf; ' +
         'cat /var/log/banger-first-boot.log',
     )
@@ -253,7 +182,7 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
   // Proves the install path: the first boot fetches openssh-server from the Debian mirror
   // through qemu's user network (the image's own sources.list), so this needs the mirror.
   it('installs sshd at first boot when the image has none', async () => {
-    const { work, logDir, rootfs } = await debianRootfs()
+    const { work, rootfs } = await debianRootfs()
     // Purge openssh-server from the tree; policy-rc.d keeps dpkg from touching services.
     const policy = join(rootfs, 'usr/sbin/policy-rc.d')
     writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 })
@@ -267,14 +196,11 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
     if (!injected.ok) throw new Error(`injectGuest failed: ${JSON.stringify(injected.error)}`)
     expect(injected.value.inspection.problems.map((p) => p.code)).toEqual(['GUEST_NO_SSHD'])
 
-    const knownHosts = join(work, 'known_hosts')
-    const vm = await bootVm(image, logDir, 'install')
-    const toSsh = await waitForSsh(vm, key, knownHosts)
+    const vm = await boot(image)
+    const toSsh = await vm.waitForSsh(key)
     console.log(`sshd install boot: ssh login ${Math.round(toSsh / 1000)}s after qemu started`)
-    const facts = await ssh(
-      vm,
+    const { stdout: facts } = await vm.ssh(
       key,
-      knownHosts,
       'dpkg -s openssh-server | grep ^Status; test -e /usr/sbin/policy-rc.d || echo no-policy; ' +
         'systemctl is-enabled ssh.service; cat /var/log/banger-first-boot.log',
     )
@@ -288,7 +214,7 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
   // which mounts /proc and /sys itself, gets a DHCP lease with busybox udhcpc and banger's
   // event script, logs that sshd is missing, and the boot goes on to the console prompt.
   it('boots a busybox tree: inittab hook, udhcpc lease, a logged failure that does not block', async () => {
-    const { work, logDir } = workDirs()
+    const work = workDir()
     const userDir = userTempDir('guest-inject-busybox')
     onTestFinished(() => rmSync(userDir, { recursive: true, force: true }))
     const tree = join(userDir, 'tree')
@@ -300,14 +226,9 @@ describe.skipIf(!KERNEL_RELEASE)('boot under qemu', () => {
     expect(injected.value.inspection.initSystem).toBe('busybox')
     expect(injected.value.inspection.problems.map((p) => p.code)).toEqual(['GUEST_NO_SSHD'])
 
-    const vm = await bootVm(image, logDir, 'busybox')
-    const started = Date.now()
-    while (!/Please press Enter to activate this console/.test(serialText(vm.serialLog))) {
-      if (vm.exited()) throw new Error('qemu exited before the console prompt')
-      if (Date.now() - started > BOOT_TIMEOUT_MS) throw new Error('no console prompt')
-      await sleep(2000)
-    }
-    const log = serialText(vm.serialLog)
+    const vm = await boot(image)
+    await vm.waitForSerial(/Please press Enter to activate this console/)
+    const log = vm.serialLog()
     expect(log).toMatch(/banger-first-boot: starting \(busybox\)/)
     expect(log).toMatch(/banger-first-boot: configuring \S+ \(dhcp\)/)
     expect(log).toMatch(/banger-first-boot: \S+ address: 10\.0\.2\.15\/24/)
