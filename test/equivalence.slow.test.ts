@@ -186,6 +186,31 @@ describe('banger image pull equals umoci unpack', () => {
     })
   }
 
+  it('a change made inside a banger image shows as exactly that difference', async () => {
+    const { record, expected, allowed } = await prepare(
+      cases.find((c) => c.name === 'special-gzip')!,
+    )()
+    const copy = join(scratch, 'tampered.ext4')
+    execFileSync('cp', ['--sparse=always', record.rootfsPath, copy])
+    try {
+      execFileSync('debugfs', ['-w', '-R', 'ea_rm /bin/capped security.capability', copy], {
+        stdio: 'pipe',
+      })
+      execFileSync('debugfs', ['-w', '-R', 'sif /home/big/owned uid 100001', copy], {
+        stdio: 'pipe',
+      })
+      const diffs = compareTrees(expected, await walkExt4(copy, { scratchDir: scratch }), {
+        allowed,
+      })
+      expect(diffs.map((d) => `${d.path} ${d.field}`)).toEqual([
+        '/bin/capped xattr security.capability',
+        '/home/big/owned uid',
+      ])
+    } finally {
+      rmSync(copy, { force: true })
+    }
+  })
+
   it('multi-platform pulls got different images', async () => {
     const amd = await prepare(cases.find((c) => c.name === 'multi-amd64')!)()
     const arm = await prepare(cases.find((c) => c.name === 'multi-arm64')!)()
