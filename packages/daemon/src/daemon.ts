@@ -74,6 +74,12 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
     BANGER_ROOTFS_CACHE_DIR: o.rootfsCacheDir ?? (o.cacheDir ? '' : resolved.rootfsCacheDir),
   })
   const tmpDir = options.tmpDir ?? (env.BANGER_TMPDIR || tmpdir())
+  // An explicit temp dir is obeyed; otherwise small enough trees go to memory (see pull.ts).
+  // Per user: /dev/shm is shared, and the sweep must only ever see this user's trees.
+  const memoryDir =
+    options.tmpDir !== undefined || env.BANGER_TMPDIR
+      ? undefined
+      : join(env.BANGER_MEMORY_TMPDIR ?? '/dev/shm', `banger-${process.getuid?.() ?? 0}`)
   if (Buffer.byteLength(paths.socketPath) > MAX_SOCKET_PATH) {
     throw new RpcError(
       ERROR_CODES.SOCKET_PATH_TOO_LONG,
@@ -129,6 +135,7 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
         cacheDir: paths.cacheDir,
         config,
         ...(config.rootfsCache ? { rootfsCacheDir: paths.rootfsCacheDir } : {}),
+        ...(memoryDir ? { memoryDir } : {}),
       })
     const kernels = new KernelService(store, paths.kernelsDir, config, log)
     const images = new ImageService({
@@ -138,6 +145,7 @@ export async function startDaemon(options: StartDaemonOptions = {}): Promise<Dae
       pipeline,
       imagesDir: paths.imagesDir,
       tmpDir,
+      ...(memoryDir ? { scratchDirs: [memoryDir] } : {}),
       rootfsCacheDir: paths.rootfsCacheDir,
       log,
       ...(options.home !== undefined ? { home: options.home } : {}),

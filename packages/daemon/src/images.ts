@@ -46,6 +46,8 @@ export interface ImageServiceOptions {
   imagesDir: string
   /** Base for temporary trees, outside the state dir. */
   tmpDir: string
+  /** Other places temporary trees may live (the memory-backed one), swept like tmpDir. */
+  scratchDirs?: string[]
   /** The warm-pull cache, swept of half-written entries at start. */
   rootfsCacheDir?: string
   log: Logger
@@ -418,12 +420,6 @@ export class ImageService {
         await removeAll(join(this.o.imagesDir, entry))
         removed.push(join(this.o.imagesDir, entry))
       }
-      let tmpEntries: string[] = []
-      try {
-        tmpEntries = await readdir(this.o.tmpDir)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-      }
       if (this.o.rootfsCacheDir) {
         let cached: string[] = []
         try {
@@ -438,12 +434,20 @@ export class ImageService {
           removed.push(join(this.o.rootfsCacheDir, entry))
         }
       }
-      for (const entry of tmpEntries) {
-        if (!entry.startsWith(TMP_TREE_PREFIX)) continue
-        const pid = Number(entry.slice(TMP_TREE_PREFIX.length).split('-')[0])
-        if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue
-        await removeAll(join(this.o.tmpDir, entry))
-        removed.push(join(this.o.tmpDir, entry))
+      for (const dir of [this.o.tmpDir, ...(this.o.scratchDirs ?? [])]) {
+        let entries: string[] = []
+        try {
+          entries = await readdir(dir)
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+        }
+        for (const entry of entries) {
+          if (!entry.startsWith(TMP_TREE_PREFIX)) continue
+          const pid = Number(entry.slice(TMP_TREE_PREFIX.length).split('-')[0])
+          if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue
+          await removeAll(join(dir, entry))
+          removed.push(join(dir, entry))
+        }
       }
       return removed
     })

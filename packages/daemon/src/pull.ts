@@ -1,11 +1,12 @@
 import { createReadStream } from 'node:fs'
 import { execFile } from 'node:child_process'
-import { access, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises'
+import { access, mkdir, mkdtemp, rename, rm, stat, statfs } from 'node:fs/promises'
+import { freemem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { buildExt4, planExt4Size } from '@banger/ext4-build'
 import { injectGuest } from '@banger/guest-inject'
-import { flattenToDirectory, type LayerInput } from '@banger/layer-flatten'
+import { flattenToDirectory, type FlattenResult, type LayerInput } from '@banger/layer-flatten'
 import { applyOwnership } from '@banger/ownership'
 import {
   RegistryClient,
@@ -38,6 +39,46 @@ export interface PullPipelineOptions {
   config: BangerConfig
   /** Parallel blob downloads per pull; default 3. */
   concurrency?: number
+  /**
+   * A memory-backed directory (tmpfs) for the flattened tree when it comfortably fits; else the
+   * tree goes under `job.tmpDir`. Absent: always `job.tmpDir`.
+   */
+  memoryDir?: string
+}
+
+/**
+ * Gzip and zstd layers rarely expand past 4×; twice that is the estimate a tree must fit in,
+ * within half of what is free in both the tmpfs and RAM, to be flattened in memory.
+ */
+const EXPANSION_ESTIMATE = 8
+
+/**
+ * Where the flattened tree goes. Measured on the Debian image here: flattening into tmpfs took
+ * 2.4 s against 6.9 s on disk (each create/open costs about 1 ms of metadata I/O on disk), and
+ * the tree is thrown away once mkfs has read it, so disk durability buys nothing.
+ * Returns the byte budget the flattener must stay within there (undefined on disk).
+ */
+async function scratchFor(
+  memoryDir: string | undefined,
+  diskDir: string,
+  compressedBytes: number,
+): Promise<{ base: string; maxBytes?: number }> {
+  if (!memoryDir) return { base: diskDir }
+  try {
+    await ensureDir(memoryDir)
+    const fs = await statfs(memoryDir)
+    const budget = Math.floor(Math.min(fs.bavail * fs.bsize, freemem()) / 2)
+    if (compressedBytes * EXPANSION_ESTIMATE <= budget) return { base: memoryDir, maxBytes: budget }
+  } catch {
+    // No usable tmpfs (absent, not writable): disk it is.
+  }
+  return { base: diskDir }
+}
+
+/** The flattener ran out of the memory budget or the tmpfs filled: worth one more try on disk. */
+function outOfScratch(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } }
+  return e.code === 'E_LIMIT_EXCEEDED' || e.code === 'ENOSPC' || e.cause?.code === 'ENOSPC'
 }
 
 /**
@@ -94,7 +135,7 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           }
         }
       }
-      const tree = await mkdtemp(join(job.tmpDir, `${TMP_TREE_PREFIX}${process.pid}-`))
+      let tree: string | undefined
       try {
         let sizes: number[] = []
         const session: PullSession = await client.pull(ref, {
@@ -160,12 +201,46 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
             }
           }
         }
-        const rootDir = join(tree, 'rootfs')
-        await mkdir(rootDir)
-        const [flat] = await Promise.all([
-          flattenToDirectory(layers(), rootDir, { signal }),
-          session.done,
-        ])
+        const compressed = session.layers.reduce((sum, l) => sum + l.size, 0)
+        const scratch = await scratchFor(options.memoryDir, job.tmpDir, compressed)
+        const newTree = async (base: string): Promise<string> => {
+          tree = await mkdtemp(join(base, `${TMP_TREE_PREFIX}${process.pid}-`))
+          await mkdir(join(tree, 'rootfs'))
+          return join(tree, 'rootfs')
+        }
+        let rootDir = await newTree(scratch.base)
+        let inMemory = scratch.base !== job.tmpDir
+        let flat: FlattenResult
+        try {
+          ;[flat] = await Promise.all([
+            flattenToDirectory(layers(), rootDir, {
+              signal,
+              ...(scratch.maxBytes ? { limits: { maxBytes: scratch.maxBytes } } : {}),
+            }),
+            session.done,
+          ])
+        } catch (err) {
+          if (!inMemory || !outOfScratch(err)) throw err
+          // Layers that expand far more than usual filled the memory budget: free it and replay
+          // from the blob cache (an OCI layout, so blobs/sha256/<hex>) on disk.
+          log.warn({ err, tree }, 'tree did not fit in memory; flattening again on disk')
+          await removeAll(tree!)
+          await session.done
+          rootDir = await newTree(job.tmpDir)
+          inMemory = false
+          const diffIds = session.config.rootfs.diff_ids
+          flat = await flattenToDirectory(
+            session.layers.map((descriptor, i) => ({
+              open: () => createReadStream(blobPath(options.cacheDir, descriptor.digest)),
+              diffId: diffIds[i],
+              mediaType: descriptor.mediaType,
+              name: descriptor.digest,
+            })),
+            rootDir,
+            { signal },
+          )
+        }
+        log.info({ tree, memory: inMemory }, 'tree placed')
         log.info({ totals: flat.totals }, 'flattened')
 
         const plan = planExt4Size(flat.totals, { headroom: 1.25, minBytes: GiB })
@@ -181,8 +256,9 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           label: 'rootfs',
           signal,
         })
-        // The tree is no longer needed: free its space before the slower steps.
-        await removeAll(tree)
+        // The tree is no longer needed: free its space (or memory) before the slower steps.
+        await removeAll(tree!)
+        tree = undefined
 
         onProgress({ type: 'stage', stage: 'ownership' })
         await applyOwnership(job.rootfsPath, flat.entries, { signal })
@@ -201,10 +277,15 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           injectedFiles,
         }
       } finally {
-        await removeAll(tree)
+        if (tree) await removeAll(tree)
       }
     },
   }
+}
+
+function blobPath(cacheDir: string, digest: string): string {
+  const [algorithm, hex] = digest.split(':')
+  return join(cacheDir, 'blobs', algorithm!, hex!)
 }
 
 async function inject(job: PullJob, rootfsPath: string): Promise<string[]> {
