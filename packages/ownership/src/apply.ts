@@ -53,59 +53,9 @@ export async function applyOwnership(
   const workDir = await mkdtemp(join(tmpdir(), 'banger-ownership-'))
   try {
     const dirs = checked.filter((e) => e.type === 'directory').map((e) => e.path)
-    const listed = await listDirectories(binary, imagePath, dirs, workDir, signal)
-    // mknod over an existing name would add a second directory entry with that name.
-    for (const e of checked)
-      if (isSpecial(e.type) && listed.has(e.path)) throw new SpecialExistsError(imagePath, e.path)
-
-    // Writing a directory's mode onto a file inode (say) would corrupt the image; refuse first.
-    const wrongType: OwnershipMismatch[] = []
-    for (const e of checked) {
-      const hit = listed.get(e.path)
-      if (!hit || (hit.mode & 0o170000) === TYPE_BITS[e.type]) continue
-      const found = Object.entries(TYPE_BITS).find(([, bits]) => bits === (hit.mode & 0o170000))
-      wrongType.push({
-        path: e.path,
-        field: 'type',
-        expected: e.type,
-        actual: found?.[0] ?? `mode 0${hit.mode.toString(8)}`,
-      })
-    }
-    if (wrongType.length) throw new TreeMismatchError(imagePath, wrongType)
-
-    const plan = planCommands(checked, workDir, listed)
-    for (const [file, value] of plan.valueFiles) await writeFile(file, value)
-
-    const failures: DebugfsFailure[] = []
-    const inodes = new Map<string, number>()
-    for (const [path, { ino }] of listed) inodes.set(path, ino)
-    // Closing a filesystem it changed, debugfs stamps the superblock's write time with the clock
-    // unless E2FSPROGS_FAKE_TIME is set: keep the image's own, so equal inputs give equal images.
-    const writeTime = await readWriteTime(imagePath)
-    await runDebugfs({
-      binary,
-      image: imagePath,
-      commands: plan.commands,
-      write: true,
-      ...(writeTime === undefined ? {} : { env: { E2FSPROGS_FAKE_TIME: String(writeTime) } }),
-      workDir,
-      signal,
-      onOutput: (i, lines) => {
-        const bad: string[] = []
-        for (const line of lines) {
-          const made = /^Allocated inode: (\d+)$/.exec(line)
-          if (made) inodes.set(plan.owners[i]!, Number(made[1]))
-          else if (line.trim() !== '') bad.push(line)
-        }
-        if (bad.length)
-          failures.push({
-            path: plan.owners[i],
-            command: plan.commands[i]!,
-            output: bad.join(' / '),
-          })
-      },
-    })
-    if (failures.length) throw new DebugfsCommandError(imagePath, failures)
+    // In a function of its own so the listing and the command plan (hundreds of thousands of
+    // strings) are garbage before the verification pass builds its own.
+    const { inodes, commands } = await writeBatch(binary, imagePath, checked, dirs, workDir, signal)
 
     let verified = 0
     if (options.verify ?? true) {
@@ -119,10 +69,78 @@ export async function applyOwnership(
         signal,
       })
     }
-    return { entries: checked.length, commands: plan.commands.length, verified }
+    return { entries: checked.length, commands, verified }
   } finally {
     await rm(workDir, { recursive: true, force: true })
   }
+}
+
+/**
+ * Lists the image, refuses specials over existing names and type mismatches, then runs the one
+ * write batch. Resolves to the inode of every path the batch addressed and the command count.
+ */
+async function writeBatch(
+  binary: string,
+  imagePath: string,
+  checked: CheckedEntry[],
+  dirs: string[],
+  workDir: string,
+  signal: AbortSignal | undefined,
+): Promise<{ inodes: Map<string, number>; commands: number }> {
+  const listed = await listDirectories(binary, imagePath, dirs, workDir, signal)
+  // mknod over an existing name would add a second directory entry with that name.
+  for (const e of checked)
+    if (isSpecial(e.type) && listed.has(e.path)) throw new SpecialExistsError(imagePath, e.path)
+
+  // Writing a directory's mode onto a file inode (say) would corrupt the image; refuse first.
+  const wrongType: OwnershipMismatch[] = []
+  for (const e of checked) {
+    const hit = listed.get(e.path)
+    if (!hit || (hit.mode & 0o170000) === TYPE_BITS[e.type]) continue
+    const found = Object.entries(TYPE_BITS).find(([, bits]) => bits === (hit.mode & 0o170000))
+    wrongType.push({
+      path: e.path,
+      field: 'type',
+      expected: e.type,
+      actual: found?.[0] ?? `mode 0${hit.mode.toString(8)}`,
+    })
+  }
+  if (wrongType.length) throw new TreeMismatchError(imagePath, wrongType)
+
+  const plan = planCommands(checked, workDir, listed)
+  for (const [file, value] of plan.valueFiles) await writeFile(file, value)
+
+  const failures: DebugfsFailure[] = []
+  const inodes = new Map<string, number>()
+  for (const [path, { ino }] of listed) inodes.set(path, ino)
+  // Closing a filesystem it changed, debugfs stamps the superblock's write time with the clock
+  // unless E2FSPROGS_FAKE_TIME is set: keep the image's own, so equal inputs give equal images.
+  const writeTime = await readWriteTime(imagePath)
+  await runDebugfs({
+    binary,
+    image: imagePath,
+    commands: plan.commands,
+    write: true,
+    ...(writeTime === undefined ? {} : { env: { E2FSPROGS_FAKE_TIME: String(writeTime) } }),
+    workDir,
+    signal,
+    onOutput: (i, lines) => {
+      const bad: string[] = []
+      for (const line of lines) {
+        const made = /^Allocated inode: (\d+)$/.exec(line)
+        if (made) inodes.set(plan.owners[i]!, Number(made[1]))
+        else if (line.trim() !== '') bad.push(line)
+      }
+      if (bad.length)
+        failures.push({
+          path: plan.owners[i],
+          command: plan.commands[i]!,
+          output: bad.join(' / '),
+        })
+    },
+  })
+  if (failures.length) throw new DebugfsCommandError(imagePath, failures)
+  return { inodes, commands: plan.commands.length }
 }
 
 interface CommandPlan {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { createReadStream } from 'node:fs'
-import { open, writeFile } from 'node:fs/promises'
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { DebugfsFailedError, DebugfsMissingError, UnencodableNameError } from './errors.js'
@@ -78,7 +78,7 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
   }
   const script = join(workDir, batch.write ? 'write.debugfs' : 'read.debugfs')
   const outPath = `${script}.out`
-  await writeFile(script, commands.length ? commands.join('\n') + '\n' : '')
+  await writeScript(script, commands)
   const out = await open(outPath, 'w')
   let code: number | null
   try {
@@ -108,7 +108,7 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
     crlfDelay: Infinity,
   })
   for await (const line of lines) {
-    if (next < commands.length && line === `debugfs: ${commands[next]}`) {
+    if (next < commands.length && isEcho(line, commands[next]!)) {
       if (next > 0) batch.onOutput(next - 1, current)
       current = []
       next++
@@ -122,4 +122,26 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
     throw new DebugfsFailedError(image, `${why}: ${tail || '(no output)'}`)
   }
   if (next > 0) batch.onOutput(next - 1, current)
+}
+
+/** debugfs echoes each command as `debugfs: <command>`; compared without building that string. */
+function isEcho(line: string, command: string): boolean {
+  return (
+    line.length === ECHO.length + command.length && line.startsWith(ECHO) && line.endsWith(command)
+  )
+}
+const ECHO = 'debugfs: '
+
+/** Lines per write: the script never exists as one string (hundreds of thousands of lines). */
+const SCRIPT_CHUNK = 4096
+
+/** Writes one command a line, a chunk at a time. */
+async function writeScript(path: string, commands: readonly string[]): Promise<void> {
+  const file = await open(path, 'w')
+  try {
+    for (let i = 0; i < commands.length; i += SCRIPT_CHUNK)
+      await file.write(commands.slice(i, i + SCRIPT_CHUNK).join('\n') + '\n')
+  } finally {
+    await file.close()
+  }
 }

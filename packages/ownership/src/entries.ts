@@ -33,8 +33,10 @@ const MAX_TIME = 2 ** 34 - 1
 
 export interface CheckedEntry extends OwnershipEntry {
   /** xattr values decoded from base64. */
-  values: Map<string, Buffer>
+  values: ReadonlyMap<string, Buffer>
 }
+
+const NO_VALUES: ReadonlyMap<string, Buffer> = new Map()
 
 function isUint(n: unknown, max: number): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max
@@ -96,7 +98,8 @@ export function checkEntry(entry: OwnershipEntry): CheckedEntry {
   return {
     ...entry,
     mtime: entry.mtime === undefined ? undefined : Math.floor(entry.mtime),
-    values,
+    // Most entries have no xattrs: share one empty map rather than hold tens of thousands.
+    values: values.size ? values : NO_VALUES,
   }
 }
 
