@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { debugfsCandidates, quoteArg, resolveBinary, runDebugfs } from './debugfs.js'
+import { CommandScript, debugfsCandidates, quoteArg, resolveBinary, runDebugfs } from './debugfs.js'
 import { checkEntry, isSpecial, splitPath, TYPE_BITS, type CheckedEntry } from './entries.js'
 import {
   DebugfsCommandError,
@@ -134,7 +134,7 @@ async function writeBatch(
       if (bad.length)
         failures.push({
           path: plan.owners[i],
-          command: plan.commands[i]!,
+          command: plan.commands.at(i),
           output: bad.join(' / '),
         })
     },
@@ -144,7 +144,7 @@ async function writeBatch(
 }
 
 interface CommandPlan {
-  commands: string[]
+  commands: CommandScript
   /** For each command, the manifest path it acts for. */
   owners: (string | undefined)[]
   /** Temp files holding xattr values that cannot go inline, by file name. */
@@ -162,11 +162,11 @@ function planCommands(
     const hit = listed.get(path)
     return hit ? `<${hit.ino}>` : quoteArg(path)
   }
-  const commands: string[] = []
+  const commands = new CommandScript()
   const owners: (string | undefined)[] = []
   const valueFiles = new Map<string, Buffer>()
   const add = (path: string, command: string): void => {
-    commands.push(command)
+    commands.add(command)
     owners.push(path)
   }
   // The first entry of each hardlink group carries the inode; later ones only add names.

@@ -49,7 +49,7 @@ export interface DebugfsBatch {
   /** Path to the debugfs binary. */
   binary: string
   image: string
-  commands: readonly string[]
+  commands: CommandScript
   /** Open the image read-write (-w). */
   write: boolean
   /** A private directory for the script and the captured output. */
@@ -72,13 +72,14 @@ const BANNER = /^debugfs \d+\.\d+/
  */
 export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
   const { binary, image, commands, workDir, signal } = batch
-  for (const c of commands) {
-    if (c.length > MAX_LINE || /[\n\r]/.test(c))
-      throw new UnencodableNameError(c, 'the debugfs command line would be cut')
-  }
   const script = join(workDir, batch.write ? 'write.debugfs' : 'read.debugfs')
   const outPath = `${script}.out`
-  await writeScript(script, commands)
+  const file = await open(script, 'w')
+  try {
+    for (const chunk of commands.chunks()) await file.write(chunk)
+  } finally {
+    await file.close()
+  }
   const out = await open(outPath, 'w')
   let code: number | null
   try {
@@ -107,11 +108,28 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
     input: createReadStream(outPath, { encoding: 'utf8' }),
     crlfDelay: Infinity,
   })
+  // The echo of command `next` is looked for at chunks[chunk], from `start` to `end`.
+  const chunks = commands.chunks()
+  let chunk = 0
+  let start = 0
+  let end = chunks.length ? chunks[0]!.indexOf('\n') : -1
   for await (const line of lines) {
-    if (next < commands.length && isEcho(line, commands[next]!)) {
+    const text = chunks[chunk]
+    if (
+      text !== undefined &&
+      line.length === ECHO.length + end - start &&
+      line.startsWith(ECHO) &&
+      text.startsWith(line.slice(ECHO.length), start)
+    ) {
       if (next > 0) batch.onOutput(next - 1, current)
       current = []
       next++
+      start = end + 1
+      if (start === text.length) {
+        chunk++
+        start = 0
+      }
+      end = chunks[chunk]?.indexOf('\n', start) ?? -1
     } else current.push(line)
   }
   const unexpected = preamble.filter((l) => !BANNER.test(l) && l.trim() !== '')
@@ -124,24 +142,51 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
   if (next > 0) batch.onOutput(next - 1, current)
 }
 
-/** debugfs echoes each command as `debugfs: <command>`; compared without building that string. */
-function isEcho(line: string, command: string): boolean {
-  return (
-    line.length === ECHO.length + command.length && line.startsWith(ECHO) && line.endsWith(command)
-  )
-}
 const ECHO = 'debugfs: '
 
-/** Lines per write: the script never exists as one string (hundreds of thousands of lines). */
+/** Commands per chunk of a CommandScript. */
 const SCRIPT_CHUNK = 4096
 
-/** Writes one command a line, a chunk at a time. */
-async function writeScript(path: string, commands: readonly string[]): Promise<void> {
-  const file = await open(path, 'w')
-  try {
-    for (let i = 0; i < commands.length; i += SCRIPT_CHUNK)
-      await file.write(commands.slice(i, i + SCRIPT_CHUNK).join('\n') + '\n')
-  } finally {
-    await file.close()
+/**
+ * A debugfs script of any length, held as a few large flat strings of whole lines rather than one
+ * string per command: a batch has hundreds of thousands of commands, and each built by a template
+ * literal is a tree of string pieces several times its length. Commands are checked as they are
+ * added (UnencodableNameError for one debugfs would cut).
+ */
+export class CommandScript {
+  readonly #chunks: string[] = []
+  #pending: string[] = []
+  #length = 0
+
+  get length(): number {
+    return this.#length
+  }
+
+  add(command: string): void {
+    if (command.length > MAX_LINE || /[\n\r]/.test(command))
+      throw new UnencodableNameError(command, 'the debugfs command line would be cut')
+    this.#pending.push(command)
+    this.#length++
+    if (this.#pending.length === SCRIPT_CHUNK) this.#seal()
+  }
+
+  /** The script, in pieces that each end with a newline. */
+  chunks(): readonly string[] {
+    this.#seal()
+    return this.#chunks
+  }
+
+  /** Command `index` (for error messages). */
+  at(index: number): string {
+    const text = this.chunks()[Math.floor(index / SCRIPT_CHUNK)] ?? ''
+    let start = 0
+    for (let k = index % SCRIPT_CHUNK; k > 0; k--) start = text.indexOf('\n', start) + 1
+    return text.slice(start, text.indexOf('\n', start))
+  }
+
+  #seal(): void {
+    if (!this.#pending.length) return
+    this.#chunks.push(this.#pending.join('\n') + '\n')
+    this.#pending = []
   }
 }

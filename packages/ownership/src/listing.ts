@@ -1,4 +1,4 @@
-import { quoteArg, runDebugfs } from './debugfs.js'
+import { CommandScript, quoteArg, runDebugfs } from './debugfs.js'
 
 /** What the directory listings say about one path. */
 export interface ListedPath {
@@ -50,10 +50,12 @@ export async function listDirectories(
   signal?: AbortSignal,
 ): Promise<Map<string, ListedPath>> {
   const listed = new Map<string, ListedPath>([['/', { ino: ROOT_INO, mode: 0o040000, count: 1 }]])
+  const commands = new CommandScript()
+  for (const dir of dirs) commands.add(lsCommand(dir))
   await runDebugfs({
     binary,
     image,
-    commands: dirs.map(lsCommand),
+    commands,
     write: false,
     workDir,
     signal,

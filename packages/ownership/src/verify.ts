@@ -1,4 +1,4 @@
-import { quoteArg, runDebugfs } from './debugfs.js'
+import { CommandScript, quoteArg, runDebugfs } from './debugfs.js'
 import { absorbListing, lsCommand, ROOT_INO, type ListedPath } from './listing.js'
 import { DEBUGFS_TYPE_WORD, type CheckedEntry } from './entries.js'
 import { OwnershipMismatchError, type OwnershipMismatch } from './errors.js'
@@ -108,16 +108,17 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
     return ino === undefined ? quoteArg(path) : `<${ino}>`
   }
 
-  const commands: string[] = directories.map(lsCommand)
+  const commands = new CommandScript()
+  for (const dir of directories) commands.add(lsCommand(dir))
   // What each command after the listings checks: the stat, or xattr `name`, of an inode owner.
   const checks: { entry: CheckedEntry; xattr?: string }[] = []
   for (const e of entries) {
     if (ownerOf(e) !== e) continue
     const p = spec(e.path)
-    commands.push(`stat ${p}`)
+    commands.add(`stat ${p}`)
     checks.push({ entry: e })
     for (const name of e.values.keys()) {
-      commands.push(`ea_get -x ${p} ${quoteArg(name)}`)
+      commands.add(`ea_get -x ${p} ${quoteArg(name)}`)
       checks.push({ entry: e, xattr: name })
     }
   }
