@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { encodeDevice } from './apply.js'
-import { quoteArg } from './debugfs.js'
+import { CommandScript, quoteArg } from './debugfs.js'
 import { checkEntry, splitPath } from './entries.js'
 import { parseEaGetHex, parseStat, sameXattrValue } from './verify.js'
 
@@ -13,6 +13,29 @@ describe('quoteArg', () => {
   it('refuses newline, carriage return and NUL with E_UNENCODABLE_NAME', () => {
     for (const bad of ['/a\nb', '/a\rb', '/a\0b'])
       expect(() => quoteArg(bad)).toThrow(expect.objectContaining({ code: 'E_UNENCODABLE_NAME' }))
+  })
+})
+
+describe('CommandScript', () => {
+  it('holds every command once, in order, across chunk boundaries', () => {
+    const script = new CommandScript()
+    const commands = Array.from({ length: 10_000 }, (_, i) => `stat <${i}>`)
+    for (const c of commands) script.add(c)
+    expect(script.length).toBe(10_000)
+    expect(script.chunks().length).toBeGreaterThan(1)
+    for (const chunk of script.chunks()) expect(chunk.endsWith('\n')).toBe(true)
+    expect(script.chunks().join('')).toBe(commands.join('\n') + '\n')
+    for (const i of [0, 1, 4095, 4096, 4097, 8191, 8192, 9999])
+      expect(script.at(i)).toBe(commands[i])
+  })
+  it('is empty with no commands', () => {
+    expect(new CommandScript().chunks().join('')).toBe('')
+  })
+  it('refuses a command debugfs would cut with E_UNENCODABLE_NAME', () => {
+    for (const bad of ['stat "/a\nb"', `stat "${'x'.repeat(8001)}"`])
+      expect(() => new CommandScript().add(bad)).toThrow(
+        expect.objectContaining({ code: 'E_UNENCODABLE_NAME' }),
+      )
   })
 })
 
