@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { access, constants, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { listInodes, runDebugfs } from './debugfs.js'
+import { CommandScript, listInodes, runDebugfs } from './debugfs.js'
 import {
   DebugfsMissingError,
   InodesTooFewError,
@@ -14,7 +14,7 @@ import {
   UnencodableNameError,
 } from './errors.js'
 import { MKE2FS_CONF } from './mke2fs-conf.js'
-import { BLOCK_SIZE, INODE_SIZE, minimumBlocks } from './plan.js'
+import { BLOCK_SIZE, type DetailedTreeTotals, INODE_SIZE, minimumBlocks } from './plan.js'
 import type { BuildExt4Options, Ext4Image } from './types.js'
 import { scanTree } from './walk.js'
 
@@ -60,6 +60,18 @@ function checkOptions(o: BuildExt4Options): void {
     throw new InvalidBuildOptionError('uuid', `${JSON.stringify(o.uuid)} is not a UUID`)
   if (o.hashSeed !== undefined && !UUID.test(o.hashSeed))
     throw new InvalidBuildOptionError('hashSeed', `${JSON.stringify(o.hashSeed)} is not a UUID`)
+  if (o.totals !== undefined) {
+    const t = o.totals
+    for (const [key, value] of Object.entries({
+      bytes: t.bytes,
+      inodes: t.inodes,
+      directories: t.directories,
+      files: t.files ?? 0,
+      symlinks: t.symlinks ?? 0,
+    }))
+      if (!Number.isSafeInteger(value) || value < 0)
+        throw new InvalidBuildOptionError('totals', `${key} ${value} is not a count`)
+  }
   if (
     o.timestamp !== undefined &&
     (!Number.isSafeInteger(o.timestamp) || o.timestamp < 0 || o.timestamp >= 2 ** 31)
@@ -109,7 +121,11 @@ export async function buildExt4(options: BuildExt4Options & Ext4ToolOptions): Pr
     }
   }
 
-  const scan = await scanTree(tree, signal)
+  // The caller's totals spare a second walk of the tree; fixed times need the walk's directories.
+  const scan: { totals: DetailedTreeTotals; directories: string[]; unencodable?: string } =
+    options.totals !== undefined && options.timestamp === undefined
+      ? { totals: options.totals, directories: [] }
+      : await scanTree(tree, signal)
   if (options.timestamp !== undefined && scan.unencodable !== undefined)
     throw new UnencodableNameError(scan.unencodable, 'it holds a newline, carriage return or NUL')
   const needInodes = scan.totals.inodes + RESERVED_INODES
@@ -165,8 +181,11 @@ export async function buildExt4(options: BuildExt4Options & Ext4ToolOptions): Pr
       // its directory, which grows with the square of the directory's size over a batch.
       const inodes = await listInodes(debugfs, output, scan.directories, work, signal)
       const t = `@${options.timestamp}`
-      const commands: string[] = []
-      for (const ino of inodes) commands.push(`sif <${ino}> atime ${t}`, `sif <${ino}> ctime ${t}`)
+      const commands = new CommandScript()
+      for (const ino of inodes) {
+        commands.add(`sif <${ino}> atime ${t}`)
+        commands.add(`sif <${ino}> ctime ${t}`)
+      }
       await runDebugfs({
         binary: debugfs,
         image: output,

@@ -21,6 +21,12 @@ export interface BuildExt4Options {
   sizeBytes: number
   /** Inode count; default from mkfs's ratio, never fewer than the tree needs. */
   inodes?: number
+  /**
+   * The tree's totals when the caller has just counted it (layer-flatten's fit as they are):
+   * the size and inode checks use them instead of walking the tree again. Ignored with
+   * `timestamp`, which needs the walk's directory list.
+   */
+  totals?: TreeTotals & { files?: number; symlinks?: number }
   label?: string
   /** Fixed filesystem UUID (and hash seed) for reproducible images. */
   uuid?: string

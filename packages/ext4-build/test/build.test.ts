@@ -161,6 +161,61 @@ describe('buildExt4 as an unprivileged user', () => {
     expect(existsSync(output)).toBe(false)
   })
 
+  it("checks the size against the caller's totals, without walking the tree, unless times are fixed", async () => {
+    const dir = userTempDir('ext4-totals')
+    const output = join(dir, 'small.ext4')
+    // The tree fits in 16 MiB; the totals say it does not: only the totals can refuse it.
+    const totals = { bytes: 20 * 1024 * 1024, inodes: 2, directories: 1, files: 1 }
+    const out = (await runAsUserScript(
+      `makeTree('tree', [{ path: 'small', type: 'file', content: 'y' }])
+       writeFileSync('mkfs.ext4', '#!/bin/sh\\ntouch ran\\nexit 1\\n', { mode: 0o755 })
+       await lib.buildExt4({ tree: 'tree', output: ${JSON.stringify(output)}, sizeBytes: 16 * 1024 * 1024, totals: ${JSON.stringify(totals)}, mkfs: join(process.cwd(), 'mkfs.ext4') })`,
+      dir,
+    )) as { error: { code: string; message: string } }
+    expect(out.error.code).toBe('E_SIZE_TOO_SMALL')
+    expect(existsSync(join(dir, 'ran'))).toBe(false)
+    expect(existsSync(output)).toBe(false)
+
+    const bad = (await runAsUserScript(
+      `await lib.buildExt4({ tree: 'tree', output: 'x.ext4', sizeBytes: 16 * 1024 * 1024, totals: { bytes: -1, inodes: 2, directories: 1 } })`,
+      dir,
+    )) as { error: { code: string } }
+    expect(bad.error.code).toBe('E_INVALID_OPTION')
+
+    // Accurate totals (TREE plus 'small'; the hardlink once) build the image as a walk would.
+    const real = {
+      bytes: 7 + 3 + big.length + 1 + 1,
+      inodes: 14,
+      directories: 6,
+      files: 6,
+      symlinks: 2,
+    }
+    const { image } = await buildAsUser(dir, {
+      output: join(dir, 'a.ext4'),
+      sizeBytes: 64 << 20,
+      totals: real,
+    })
+    expect(image.blockCount).toBe(16384)
+    const fsck = await e2fsck(join(dir, 'a.ext4'))
+    expect(fsck.clean, fsck.output).toBe(true)
+    expect((await readImageFile(join(dir, 'a.ext4'), '/usr/lib/deep/er/big.bin')).toString()).toBe(
+      big,
+    )
+    // With fixed times the tree is walked (its directories are needed), whatever the totals say.
+    await buildAsUser(
+      dir,
+      {
+        output: join(dir, 'b.ext4'),
+        sizeBytes: 16 << 20,
+        totals,
+        uuid: UUID,
+        timestamp: 1_700_000_000,
+      },
+      false,
+    )
+    expect(statSync(join(dir, 'b.ext4')).size).toBe(16 << 20)
+  })
+
   it('tells the user to install e2fsprogs when mkfs.ext4 is missing', async () => {
     const dir = userTempDir('ext4-nomkfs')
     const out = (await runAsUserScript(
