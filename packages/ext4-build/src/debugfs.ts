@@ -2,7 +2,7 @@
 // never import each other, and this one needs only the timestamp pass.
 import { spawn } from 'node:child_process'
 import { createReadStream } from 'node:fs'
-import { open, writeFile } from 'node:fs/promises'
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { DebugfsCommandError, DebugfsMissingError, UnencodableNameError } from './errors.js'
@@ -23,7 +23,7 @@ export function quoteArg(value: string): string {
 export interface DebugfsBatch {
   binary: string
   image: string
-  commands: readonly string[]
+  commands: CommandScript
   write: boolean
   workDir: string
   signal?: AbortSignal
@@ -42,7 +42,12 @@ export interface DebugfsBatch {
 export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
   const { binary, image, commands, workDir, signal } = batch
   const script = join(workDir, batch.write ? 'write.debugfs' : 'read.debugfs')
-  await writeFile(script, commands.join('\n') + '\n')
+  const scriptFile = await open(script, 'w')
+  try {
+    for (const chunk of commands.chunks()) await scriptFile.write(chunk)
+  } finally {
+    await scriptFile.close()
+  }
   const out = await open(`${script}.out`, 'w')
   let code: number | null
   try {
@@ -70,17 +75,34 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<void> {
     if (batch.onOutput) batch.onOutput(next - 1, current)
     else
       for (const line of current)
-        if (line.trim() !== '') errors.push(`\`${commands[next - 1]}\` printed "${line}"`)
+        if (line.trim() !== '') errors.push(`\`${commands.at(next - 1)}\` printed "${line}"`)
   }
   const lines = createInterface({
     input: createReadStream(`${script}.out`, { encoding: 'utf8' }),
     crlfDelay: Infinity,
   })
+  // The echo of command `next` is looked for at chunks[chunk], from `start` to `end`.
+  const chunks = commands.chunks()
+  let chunk = 0
+  let start = 0
+  let end = chunks.length ? chunks[0]!.indexOf('\n') : -1
   for await (const line of lines) {
-    if (next < commands.length && line === `debugfs: ${commands[next]}`) {
+    const text = chunks[chunk]
+    if (
+      text !== undefined &&
+      line.length === ECHO.length + end - start &&
+      line.startsWith(ECHO) &&
+      text.startsWith(line.slice(ECHO.length), start)
+    ) {
       flush()
       current = []
       next++
+      start = end + 1
+      if (start === text.length) {
+        chunk++
+        start = 0
+      }
+      end = chunks[chunk]?.indexOf('\n', start) ?? -1
     } else if (next === 0) {
       if (!/^debugfs \d+\.\d+/.test(line) && line.trim() !== '') errors.push(line)
     } else current.push(line)
@@ -104,10 +126,12 @@ export async function listInodes(
   signal?: AbortSignal,
 ): Promise<Set<number>> {
   const inodes = new Set<number>([2])
+  const commands = new CommandScript()
+  for (const d of dirs) commands.add(`ls -p ${quoteArg(d)}`)
   await runDebugfs({
     binary,
     image,
-    commands: dirs.map((d) => `ls -p ${quoteArg(d)}`),
+    commands,
     write: false,
     workDir,
     signal,
@@ -120,4 +144,50 @@ export async function listInodes(
     },
   })
   return inodes
+}
+
+const ECHO = 'debugfs: '
+
+/** Commands per chunk of a CommandScript. */
+const SCRIPT_CHUNK = 4096
+
+/**
+ * A debugfs script held as a few large flat strings of whole lines rather than one string per
+ * command (a copy of @banger/ownership's): a batch has a hundred thousand commands or more, and
+ * each built by a template literal is a tree of string pieces several times its length.
+ */
+export class CommandScript {
+  readonly #chunks: string[] = []
+  #pending: string[] = []
+  #length = 0
+
+  get length(): number {
+    return this.#length
+  }
+
+  add(command: string): void {
+    this.#pending.push(command)
+    this.#length++
+    if (this.#pending.length === SCRIPT_CHUNK) this.#seal()
+  }
+
+  /** The script, in pieces that each end with a newline. */
+  chunks(): readonly string[] {
+    this.#seal()
+    return this.#chunks
+  }
+
+  /** Command `index` (for error messages). */
+  at(index: number): string {
+    const text = this.chunks()[Math.floor(index / SCRIPT_CHUNK)] ?? ''
+    let start = 0
+    for (let k = index % SCRIPT_CHUNK; k > 0; k--) start = text.indexOf('\n', start) + 1
+    return text.slice(start, text.indexOf('\n', start))
+  }
+
+  #seal(): void {
+    if (!this.#pending.length) return
+    this.#chunks.push(this.#pending.join('\n') + '\n')
+    this.#pending = []
+  }
 }
