@@ -254,6 +254,8 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           sizeBytes,
           inodes: plan.inodes,
           label: 'rootfs',
+          // The flattener already counted the tree: spares ext4-build a second walk of it.
+          totals: flat.totals,
           signal,
         })
         // The tree is no longer needed: free its space (or memory) before the slower steps.
