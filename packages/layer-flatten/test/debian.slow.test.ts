@@ -4,25 +4,13 @@
  * link target, device numbers and xattrs from the manifest, and every file's bytes from disk.
  */
 import { execFileSync } from 'node:child_process'
-import { lstatSync, readFileSync, readdirSync, readlinkSync, type Stats } from 'node:fs'
+import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { debianImage, run, userTempDir } from '@banger/test-support'
 import { expect, test } from 'vitest'
 import type { EntryRecord } from '../src/types.js'
+import { typeOf } from './stat-type.js'
 import { flattenAsUser } from './user.js'
-
-const typeOf = (st: Stats): EntryRecord['type'] =>
-  st.isDirectory()
-    ? 'directory'
-    : st.isSymbolicLink()
-      ? 'symlink'
-      : st.isCharacterDevice()
-        ? 'char'
-        : st.isBlockDevice()
-          ? 'block'
-          : st.isFIFO()
-            ? 'fifo'
-            : 'file'
 
 test('debian bookworm: flattened as the user == umoci unpack as root', async () => {
   const image = await debianImage()

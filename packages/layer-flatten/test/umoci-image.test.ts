@@ -16,7 +16,6 @@ import {
   rmSync,
   symlinkSync,
   writeFileSync,
-  type Stats,
 } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -24,6 +23,7 @@ import { gunzipSync } from 'node:zlib'
 import { buildImage, run, userTempDir, type OciImage } from '@banger/test-support'
 import { beforeAll, expect, test } from 'vitest'
 import type { EntryRecord, FlattenResult } from '../src/types.js'
+import { typeOf } from './stat-type.js'
 import { flattenAsUser } from './user.js'
 
 let image: OciImage
@@ -115,19 +115,6 @@ function walk(root: string): string[] {
   visit('')
   return out
 }
-
-const typeOf = (st: Stats): EntryRecord['type'] =>
-  st.isDirectory()
-    ? 'directory'
-    : st.isSymbolicLink()
-      ? 'symlink'
-      : st.isCharacterDevice()
-        ? 'char'
-        : st.isBlockDevice()
-          ? 'block'
-          : st.isFIFO()
-            ? 'fifo'
-            : 'file'
 
 function xattrsOf(path: string): Record<string, string> | undefined {
   const out = execFileSync(
