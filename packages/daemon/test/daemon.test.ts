@@ -17,6 +17,7 @@ import {
   TEST_KEY,
   fakeKernel,
   fakePipeline,
+  untilAborted,
   makeDirs,
   startTestDaemon,
   waitFor,
@@ -488,9 +489,7 @@ describe('image.pull bookkeeping (fake pipeline)', () => {
     let seen: AbortSignal | undefined
     const pipeline = fakePipeline(async (job) => {
       seen = job.signal
-      await new Promise((_, reject) =>
-        job.signal.addEventListener('abort', () => reject(job.signal.reason as Error)),
-      )
+      await untilAborted(job)
     })
     const { dirs, client } = await startTestDaemon({ pipeline })
     const controller = new AbortController()
@@ -512,9 +511,7 @@ describe('image.pull bookkeeping (fake pipeline)', () => {
     let seen: AbortSignal | undefined
     const pipeline = fakePipeline(async (job) => {
       seen = job.signal
-      await new Promise((_, reject) =>
-        job.signal.addEventListener('abort', () => reject(job.signal.reason as Error)),
-      )
+      await untilAborted(job)
     })
     const { dirs, client } = await startTestDaemon({ pipeline })
     const other = await connectDaemon(dirs.socketPath)
@@ -608,12 +605,7 @@ describe('image.pull bookkeeping (fake pipeline)', () => {
   })
 
   it('daemon.shutdown cancels running pulls, cleans staging and removes the socket', async () => {
-    const pipeline = fakePipeline(
-      (job) =>
-        new Promise((_, reject) =>
-          job.signal.addEventListener('abort', () => reject(job.signal.reason as Error)),
-        ),
-    )
+    const pipeline = fakePipeline(untilAborted)
     const { dirs, client, daemon } = await startTestDaemon({ pipeline })
     const pull = client.call('image.pull', {
       ref: '127.0.0.1:5000/a:1',

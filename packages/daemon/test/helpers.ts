@@ -43,6 +43,13 @@ export function fakeKernel(dirs: TestDirs, name = 'vmlinuz'): string {
   return path
 }
 
+/** A pull step that never finishes on its own: it rejects with the abort reason when cancelled. */
+export function untilAborted(job: PullJob): Promise<never> {
+  return new Promise((_, reject) =>
+    job.signal.addEventListener('abort', () => reject(job.signal.reason as Error)),
+  )
+}
+
 /** A pipeline that writes a small rootfs file; `run` can be replaced per test. */
 export function fakePipeline(
   run?: (job: PullJob) => Promise<void>,
