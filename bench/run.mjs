@@ -31,6 +31,7 @@ const { values: opts } = parseArgs({
     scale: { type: 'boolean', default: false },
     'scale-only': { type: 'boolean', default: false },
     out: { type: 'string' },
+    methods: { type: 'string', default: 'banger,root,rootless,floor' },
     help: { type: 'boolean', default: false },
   },
 })
@@ -39,9 +40,19 @@ if (opts.help) {
   --reps N      repetitions per method (default 3); medians are reported
   --scale       also run the synthetic ≥1 GiB / ≥50k-file image (adds many minutes)
   --scale-only  only the synthetic image
+  --methods L   comma-separated subset of banger,root,rootless,floor (default: all); for quick
+                looks while working, the ratios of the methods left out read n/a
   --out FILE    results file (default bench/results/<YYYY-MM-DD>.md)`)
   process.exit(0)
 }
+const methods = new Set(opts.methods.split(',').map((m) => m.trim()))
+for (const m of methods)
+  if (!['banger', 'root', 'rootless', 'floor'].includes(m)) {
+    console.error(
+      `bench: --methods takes banger, root, rootless and floor, not ${JSON.stringify(m)}`,
+    )
+    process.exit(2)
+  }
 const reps = Number(opts.reps)
 if (!Number.isInteger(reps) || reps < 1) {
   console.error(`bench: --reps must be a positive integer, got ${JSON.stringify(opts.reps)}`)
@@ -384,6 +395,16 @@ async function bangerPulls(subject) {
   } finally {
     if (sampler) clearInterval(sampler)
     await cli(['daemon', 'stop']).catch(() => {})
+    // BENCH_KEEP_LOG=<file>: keep bangerd's log (its lines carry per-step times) for a closer look.
+    if (process.env.BENCH_KEEP_LOG)
+      try {
+        writeFileSync(
+          process.env.BENCH_KEEP_LOG,
+          readFileSync(join(env.XDG_STATE_HOME, 'banger/logs/bangerd.log')),
+        )
+      } catch (err) {
+        log(`could not keep the daemon log: ${firstLine(err)}`)
+      }
     rmSync(home, { recursive: true, force: true })
   }
 }
@@ -394,22 +415,24 @@ async function benchSubject(subject) {
   const results = { cold: [], warm: [], root: [], rootless: [], floor: [], rss: [], errors: {} }
   for (let rep = 1; rep <= reps; rep++) {
     log(`${subject.label}: repetition ${rep}/${reps}`)
-    try {
-      const b = await bangerPulls(subject)
-      results.cold.push(b.cold)
-      results.warm.push(b.warm)
-      results.rss.push(b.rss)
-      results.record = b.record
-      log(`  banger cold ${secs(b.cold.ms)}, warm ${secs(b.warm.ms)}`)
-    } catch (err) {
-      results.errors.banger = firstLine(err)
-      log(`  banger: ${results.errors.banger}`)
-    }
+    if (methods.has('banger'))
+      try {
+        const b = await bangerPulls(subject)
+        results.cold.push(b.cold)
+        results.warm.push(b.warm)
+        results.rss.push(b.rss)
+        results.record = b.record
+        log(`  banger cold ${secs(b.cold.ms)}, warm ${secs(b.warm.ms)}`)
+      } catch (err) {
+        results.errors.banger = firstLine(err)
+        log(`  banger: ${results.errors.banger}`)
+      }
     for (const [key, fn] of [
       ['root', () => scripted(subject, { rootless: false })],
       ['rootless', () => scripted(subject, { rootless: true })],
       ['floor', () => floor(subject)],
     ]) {
+      if (!methods.has(key)) continue
       try {
         const r = await fn()
         results[key].push(r)

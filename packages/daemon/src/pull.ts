@@ -258,12 +258,15 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           totals: flat.totals,
           signal,
         })
+        log.info({ sizeBytes: image.sizeBytes, inodes: image.inodeCount }, 'built')
         // The tree is no longer needed: free its space (or memory) before the slower steps.
         await removeAll(tree!)
         tree = undefined
+        log.info('tree removed')
 
         onProgress({ type: 'stage', stage: 'ownership' })
         await applyOwnership(job.rootfsPath, flat.entries, { signal })
+        log.info('ownership restored')
 
         if (options.rootfsCacheDir) {
           const entry = cacheEntry(options.rootfsCacheDir, session.manifestDigest, job)

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { Transform, type TransformCallback } from 'node:stream'
-import { createGunzip } from 'node:zlib'
+import { createGunzip, type ZlibOptions } from 'node:zlib'
 import { Decompress } from 'fzstd'
 import { CorruptLayerError, UnsupportedCompressionError, type ErrorPlace } from './errors.js'
 
@@ -50,7 +50,10 @@ export function decompressStage(
   place: ErrorPlace,
 ): ((source: AsyncIterable<Buffer>) => AsyncIterable<Buffer>) | Transform | null {
   if (kind === 'none') return null
-  if (kind === 'gzip') return createGunzip({ chunkSize: 64 * 1024 })
+  // A 1 MiB readable buffer lets inflate (on the thread pool) run ahead while this thread parses
+  // and writes; at the default 16 KiB the two took turns (54k-entry image: 7.9 s -> 6.9 s).
+  if (kind === 'gzip')
+    return createGunzip({ chunkSize: 64 * 1024, readableHighWaterMark: 1 << 20 } as ZlibOptions)
   const bin = findZstd()
   return bin ? zstdProcess(bin, place) : new FzstdTransform(place)
 }

@@ -54,21 +54,16 @@ export async function flattenToDirectory(
   const replay = new Replay(dest)
   const budget = budgetFor(options.limits)
   let index = 0
-  try {
-    for await (const layer of layers) {
-      const layerIndex = index++
-      const place = placeOf(layer, layerIndex)
-      await readLayer(
-        layer,
-        place,
-        budget,
-        (entry, body, ordinal) => replay.apply(entry, body, layerIndex, ordinal, place),
-        signal,
-      )
-    }
-  } finally {
-    // No background write may outlive the call, whatever happened.
-    await replay.settle().catch(() => {})
+  for await (const layer of layers) {
+    const layerIndex = index++
+    const place = placeOf(layer, layerIndex)
+    await readLayer(
+      layer,
+      place,
+      budget,
+      (entry, body, ordinal) => replay.apply(entry, body, layerIndex, ordinal, place),
+      signal,
+    )
   }
   signal?.throwIfAborted()
   await replay.finishDisk()
