@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
+import { writeFileSync } from 'node:fs'
+import { mkdtemp, open, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CommandScript, debugfsCandidates, quoteArg, resolveBinary, runDebugfs } from './debugfs.js'
-import { checkEntry, isSpecial, splitPath, TYPE_BITS, type CheckedEntry } from './entries.js'
+import { checkCommand, debugfsCandidates, quoteArg, resolveBinary, runDebugfs } from './debugfs.js'
+import { decodeXattrs, isSpecial, Manifest, mtimeOf, splitPath, TYPE_BITS } from './entries.js'
 import {
   DebugfsCommandError,
   DebugfsMissingError,
@@ -13,7 +14,7 @@ import {
   type OwnershipMismatch,
 } from './errors.js'
 import type { ApplyOwnershipOptions, OwnershipEntry, OwnershipReport } from './types.js'
-import { listDirectories, type ListedPath } from './listing.js'
+import { listDirectories, type Listing } from './listing.js'
 import { verifyEntries } from './verify.js'
 
 /** A value debugfs's ea_set takes inline without any interpretation (it C-unescapes others). */
@@ -31,11 +32,11 @@ export interface ApplyOwnershipToolOptions {
  *
  * Preconditions: `imagePath` is an ext4 image built from the manifest's tree (for example by
  * @banger/ext4-build) and not mounted; entries come parents before children; device nodes and FIFOs
- * are absent from the image (they are created here). Rejects with E_INVALID_ENTRY or
- * E_UNENCODABLE_NAME before touching the image, E_SPECIAL_EXISTS when a device path is already
- * taken, E_DEBUGFS_MISSING, E_DEBUGFS_FAILED, E_DEBUGFS_COMMAND_FAILED (naming the path) and
- * E_OWNERSHIP_MISMATCH from the read-back. On a rejection after the write started the image is
- * half-updated: discard it.
+ * are absent from the image (they are created here). The entry objects are read, never modified,
+ * and referenced until this settles. Rejects with E_INVALID_ENTRY or E_UNENCODABLE_NAME before
+ * touching the image, E_SPECIAL_EXISTS when a device path is already taken, E_DEBUGFS_MISSING,
+ * E_DEBUGFS_FAILED, E_DEBUGFS_COMMAND_FAILED (naming the path) and E_OWNERSHIP_MISMATCH from the
+ * read-back. On a rejection after the write started the image is half-updated: discard it.
  */
 export async function applyOwnership(
   imagePath: string,
@@ -44,32 +45,25 @@ export async function applyOwnership(
 ): Promise<OwnershipReport> {
   const { signal } = options
   signal?.throwIfAborted()
-  const checked: CheckedEntry[] = []
-  for (const entry of entries) checked.push(checkEntry(entry))
+  const manifest = new Manifest(entries)
 
   const binary = options.debugfs ?? (await resolveBinary(debugfsCandidates()))
   if (!binary) throw new DebugfsMissingError(debugfsCandidates().join(', '))
 
   const workDir = await mkdtemp(join(tmpdir(), 'banger-ownership-'))
   try {
-    const dirs = checked.filter((e) => e.type === 'directory').map((e) => e.path)
-    // In a function of its own so the listing and the command plan (hundreds of thousands of
-    // strings) are garbage before the verification pass builds its own.
-    const { inodes, commands } = await writeBatch(binary, imagePath, checked, dirs, workDir, signal)
-
+    const { inodes, commands } = await writeBatch(binary, imagePath, manifest, workDir, signal)
     let verified = 0
-    if (options.verify ?? true) {
+    if (options.verify ?? true)
       verified = await verifyEntries({
-        inodes,
-        directories: dirs,
         binary,
         image: imagePath,
-        entries: checked,
+        manifest,
+        inodes,
         workDir,
         signal,
       })
-    }
-    return { entries: checked.length, commands, verified }
+    return { entries: manifest.length, commands, verified }
   } finally {
     await rm(workDir, { recursive: true, force: true })
   }
@@ -77,168 +71,172 @@ export async function applyOwnership(
 
 /**
  * Lists the image, refuses specials over existing names and type mismatches, then runs the one
- * write batch. Resolves to the inode of every path the batch addressed and the command count.
+ * write batch. Resolves to the inode each entry's path was addressed at (0: by path, not found)
+ * and the command count.
  */
 async function writeBatch(
   binary: string,
   imagePath: string,
-  checked: CheckedEntry[],
-  dirs: string[],
+  manifest: Manifest,
   workDir: string,
   signal: AbortSignal | undefined,
-): Promise<{ inodes: Map<string, number>; commands: number }> {
-  const listed = await listDirectories(binary, imagePath, dirs, workDir, signal)
+): Promise<{ inodes: Uint32Array; commands: number }> {
+  const listing = await listDirectories(binary, imagePath, manifest, workDir, signal)
+  const { entries } = manifest
   // mknod over an existing name would add a second directory entry with that name.
-  for (const e of checked)
-    if (isSpecial(e.type) && listed.has(e.path)) throw new SpecialExistsError(imagePath, e.path)
+  for (let i = 0; i < entries.length; i++)
+    if (isSpecial(entries[i]!.type) && listing.has(i))
+      throw new SpecialExistsError(imagePath, entries[i]!.path)
 
   // Writing a directory's mode onto a file inode (say) would corrupt the image; refuse first.
   const wrongType: OwnershipMismatch[] = []
-  for (const e of checked) {
-    const hit = listed.get(e.path)
-    if (!hit || (hit.mode & 0o170000) === TYPE_BITS[e.type]) continue
-    const found = Object.entries(TYPE_BITS).find(([, bits]) => bits === (hit.mode & 0o170000))
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!
+    const s = listing.slot(i)!
+    if (!listing.count[s] || (listing.mode[s]! & 0o170000) === TYPE_BITS[e.type]) continue
+    const bits = listing.mode[s]! & 0o170000
+    const found = Object.entries(TYPE_BITS).find(([, b]) => b === bits)
     wrongType.push({
       path: e.path,
       field: 'type',
       expected: e.type,
-      actual: found?.[0] ?? `mode 0${hit.mode.toString(8)}`,
+      actual: found?.[0] ?? `mode 0${listing.mode[s]!.toString(8)}`,
     })
   }
   if (wrongType.length) throw new TreeMismatchError(imagePath, wrongType)
 
-  const plan = planCommands(checked, workDir, listed)
-  for (const [file, value] of plan.valueFiles) await writeFile(file, value)
+  // The inode each entry is addressed at: the listing's, or mknod's for device nodes and FIFOs.
+  const inodes = new Uint32Array(entries.length)
+  for (let i = 0; i < entries.length; i++) inodes[i] = listing.ino[listing.slot(i)!]!
+
+  // A dry run first: a command debugfs would cut must be refused before the image is touched. It
+  // also writes the xattr value files the batch reads.
+  const valueFiles = new Set<string>()
+  let count = 0
+  for (const command of writeCommands(manifest, listing, workDir, valueFiles)) {
+    checkCommand(command.text)
+    count++
+  }
 
   const failures: DebugfsFailure[] = []
-  const inodes = new Map<string, number>()
-  for (const [path, { ino }] of listed) inodes.set(path, ino)
   // Closing a filesystem it changed, debugfs stamps the superblock's write time with the clock
   // unless E2FSPROGS_FAKE_TIME is set: keep the image's own, so equal inputs give equal images.
   const writeTime = await readWriteTime(imagePath)
-  await runDebugfs({
+  const run = await runDebugfs({
     binary,
     image: imagePath,
-    commands: plan.commands,
+    commands: writeCommands(manifest, listing, workDir, valueFiles),
     write: true,
-    ...(writeTime === undefined ? {} : { env: { E2FSPROGS_FAKE_TIME: String(writeTime) } }),
     workDir,
+    ...(writeTime === undefined ? {} : { env: { E2FSPROGS_FAKE_TIME: String(writeTime) } }),
     signal,
-    onOutput: (i, lines) => {
+    onOutput: (command, output) => {
+      if (output === '') return
       const bad: string[] = []
-      for (const line of lines) {
+      for (const line of output.split('\n')) {
         const made = /^Allocated inode: (\d+)$/.exec(line)
-        if (made) inodes.set(plan.owners[i]!, Number(made[1]))
+        if (made) inodes[command.entry] = Number(made[1])
         else if (line.trim() !== '') bad.push(line)
       }
       if (bad.length)
         failures.push({
-          path: plan.owners[i],
-          command: plan.commands.at(i),
-          output: bad.join(' / '),
+          path: entries[command.entry]!.path,
+          command: command.text,
+          output: Buffer.from(bad.join(' / '), 'latin1').toString('utf8'),
         })
     },
   })
   if (failures.length) throw new DebugfsCommandError(imagePath, failures)
-  return { inodes, commands: plan.commands.length }
+  if (run !== count) throw new Error(`write batch ran ${run} commands, planned ${count}`)
+  return { inodes, commands: count }
 }
 
-interface CommandPlan {
-  commands: CommandScript
-  /** For each command, the manifest path it acts for. */
-  owners: (string | undefined)[]
-  /** Temp files holding xattr values that cannot go inline, by file name. */
-  valueFiles: Map<string, Buffer>
+interface WriteCommand {
+  text: string
+  /** Index of the manifest entry the command acts for. */
+  entry: number
 }
 
-function planCommands(
-  entries: CheckedEntry[],
+/**
+ * The write batch, generated as debugfs consumes it. Writes each distinct xattr value that cannot
+ * go inline to a file in `workDir` (once; `valueFiles` remembers which) before yielding its
+ * `ea_set -f`.
+ */
+function* writeCommands(
+  manifest: Manifest,
+  listing: Listing,
   workDir: string,
-  listed: Map<string, ListedPath>,
-): CommandPlan {
+  valueFiles: Set<string>,
+): Generator<WriteCommand> {
+  const { entries } = manifest
   // `<ino>` for what the listing found (no directory scan per command); the quoted path for what
   // it did not, so debugfs's own "File not found" names the path.
-  const spec = (path: string): string => {
-    const hit = listed.get(path)
-    return hit ? `<${hit.ino}>` : quoteArg(path)
+  const spec = (i: number): string => {
+    const ino = listing.ino[listing.slot(i)!]!
+    return ino ? `<${ino}>` : quoteArg(entries[i]!.path)
   }
-  const commands = new CommandScript()
-  const owners: (string | undefined)[] = []
-  const valueFiles = new Map<string, Buffer>()
-  const add = (path: string, command: string): void => {
-    commands.add(command)
-    owners.push(path)
-  }
-  // The first entry of each hardlink group carries the inode; later ones only add names.
-  const firstOfGroup = new Map<number, CheckedEntry>()
-  const groupSize = new Map<number, number>()
-  const inodeOwners: CheckedEntry[] = []
-  const extraLinks: CheckedEntry[] = []
-  for (const e of entries) {
-    if (e.hardlinkGroup === undefined) inodeOwners.push(e)
-    else {
-      groupSize.set(e.hardlinkGroup, (groupSize.get(e.hardlinkGroup) ?? 0) + 1)
-      if (!firstOfGroup.has(e.hardlinkGroup)) {
-        firstOfGroup.set(e.hardlinkGroup, e)
-        inodeOwners.push(e)
-      } else extraLinks.push(e)
-    }
-  }
+  const isOwner = (i: number): boolean => manifest.ownerOf(i) === i
 
   // Device nodes and FIFOs first. debugfs's mknod links the name it is given into the current
   // directory verbatim (a name with slashes would be one bogus entry), so cd to the parent.
-  for (const e of inodeOwners) {
-    if (!isSpecial(e.type)) continue
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!
+    if (!isSpecial(e.type) || !isOwner(i)) continue
     const { parent, base } = splitPath(e.path)
-    add(e.path, `cd ${quoteArg(parent)}`)
+    yield { text: `cd ${quoteArg(parent)}`, entry: i }
     // debugfs 1.47's mknod rejects some minors (70000), so make it 0:0 and write the device
     // number the way the kernel encodes it in i_block.
     const how = e.type === 'fifo' ? 'p' : `${e.type === 'char' ? 'c' : 'b'} 0 0`
-    add(e.path, `mknod ${quoteArg(base)} ${how}`)
+    yield { text: `mknod ${quoteArg(base)} ${how}`, entry: i }
     if (e.type !== 'fifo') {
       const [b0, b1] = encodeDevice(e.devMajor!, e.devMinor!)
-      add(e.path, `sif ${quoteArg(e.path)} block[0] ${b0}`)
-      add(e.path, `sif ${quoteArg(e.path)} block[1] ${b1}`)
+      yield { text: `sif ${quoteArg(e.path)} block[0] ${b0}`, entry: i }
+      yield { text: `sif ${quoteArg(e.path)} block[1] ${b1}`, entry: i }
     }
   }
   // Hardlinks to specials: a new name for the mknod'ed inode. `ln` does not count links, so
   // links_count is set below. Hardlinked regular files already share an inode (mkfs -d keeps them).
-  const specialGroups = new Set<number>()
-  for (const e of extraLinks) {
-    const first = firstOfGroup.get(e.hardlinkGroup!)!
-    if (!isSpecial(first.type)) continue
-    specialGroups.add(e.hardlinkGroup!)
-    add(e.path, `ln ${quoteArg(first.path)} ${quoteArg(e.path)}`)
+  for (let i = 0; i < entries.length; i++) {
+    const owner = manifest.ownerOf(i)
+    if (owner === i || !isSpecial(entries[owner]!.type)) continue
+    yield { text: `ln ${quoteArg(entries[owner]!.path)} ${quoteArg(entries[i]!.path)}`, entry: i }
   }
 
-  for (const e of inodeOwners) {
-    const p = spec(e.path)
-    add(e.path, `sif ${p} mode 0${(TYPE_BITS[e.type] | e.mode).toString(8)}`)
+  for (let i = 0; i < entries.length; i++) {
+    if (!isOwner(i)) continue
+    const e = entries[i]!
+    const p = spec(i)
+    const mtime = mtimeOf(e)
+    yield { text: `sif ${p} mode 0${(TYPE_BITS[e.type] | e.mode).toString(8)}`, entry: i }
     // sif's uid/gid fields write i_uid_high/i_gid_high too (checked with uid 100000).
-    add(e.path, `sif ${p} uid ${e.uid}`)
-    add(e.path, `sif ${p} gid ${e.gid}`)
-    if (e.mtime !== undefined) add(e.path, `sif ${p} mtime @${e.mtime}`)
+    yield { text: `sif ${p} uid ${e.uid}`, entry: i }
+    yield { text: `sif ${p} gid ${e.gid}`, entry: i }
+    if (mtime !== undefined) yield { text: `sif ${p} mtime @${mtime}`, entry: i }
     if (isSpecial(e.type)) {
       // mknod stamps the wall clock; pin the other times so the image stays reproducible.
-      const t = e.mtime ?? 0
-      if (e.mtime === undefined) add(e.path, `sif ${p} mtime @${t}`)
-      for (const field of ['atime', 'ctime', 'crtime']) add(e.path, `sif ${p} ${field} @${t}`)
-      if (e.hardlinkGroup !== undefined && specialGroups.has(e.hardlinkGroup))
-        add(e.path, `sif ${p} links_count ${groupSize.get(e.hardlinkGroup)}`)
+      const t = mtime ?? 0
+      if (mtime === undefined) yield { text: `sif ${p} mtime @${t}`, entry: i }
+      for (const field of ['atime', 'ctime', 'crtime'])
+        yield { text: `sif ${p} ${field} @${t}`, entry: i }
+      const links = manifest.linksOf(i)
+      if (links > 1) yield { text: `sif ${p} links_count ${links}`, entry: i }
     }
-    for (const [name, value] of e.values) {
+    if (e.xattrs === undefined) continue
+    for (const [name, value] of decodeXattrs(e)) {
       const text = value.toString('latin1')
-      if (INLINE_VALUE.test(text)) add(e.path, `ea_set ${p} ${quoteArg(name)} ${text}`)
+      if (INLINE_VALUE.test(text)) yield { text: `ea_set ${p} ${quoteArg(name)} ${text}`, entry: i }
       else {
         // Binary or unusual values go through a file: ea_set C-unescapes inline values and
         // splits them on whitespace. One file per distinct value.
         const file = join(workDir, `xattr-${createHash('sha256').update(value).digest('hex')}`)
-        valueFiles.set(file, value)
-        add(e.path, `ea_set -f ${quoteArg(file)} ${p} ${quoteArg(name)}`)
+        if (!valueFiles.has(file)) {
+          writeFileSync(file, value)
+          valueFiles.add(file)
+        }
+        yield { text: `ea_set -f ${quoteArg(file)} ${p} ${quoteArg(name)}`, entry: i }
       }
     }
   }
-  return { commands, owners, valueFiles }
 }
 
 /**

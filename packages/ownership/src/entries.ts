@@ -22,6 +22,28 @@ export const DEBUGFS_TYPE_WORD: Record<OwnershipEntry['type'], string> = {
   fifo: 'FIFO',
 }
 
+/** The word debugfs `stat` prints for the file-type bits of an i_mode. */
+export function typeWordOfMode(mode: number): string {
+  switch (mode & 0o170000) {
+    case 0o040000:
+      return 'directory'
+    case 0o100000:
+      return 'regular'
+    case 0o120000:
+      return 'symlink'
+    case 0o060000:
+      return 'block special'
+    case 0o020000:
+      return 'character special'
+    case 0o010000:
+      return 'FIFO'
+    case 0o140000:
+      return 'socket'
+    default:
+      return 'bad type'
+  }
+}
+
 export function isSpecial(type: OwnershipEntry['type']): boolean {
   return type === 'char' || type === 'block' || type === 'fifo'
 }
@@ -31,34 +53,31 @@ const MAX_UINT32 = 0xffffffff
 /** ext4 stores seconds in 32 signed bits plus two epoch bits: up to year 2446. */
 const MAX_TIME = 2 ** 34 - 1
 
-export interface CheckedEntry extends Omit<OwnershipEntry, 'xattrs'> {
-  /** xattr values decoded from base64. */
-  values: ReadonlyMap<string, Buffer>
-}
-
-const NO_VALUES: ReadonlyMap<string, Buffer> = new Map()
-
 function isUint(n: unknown, max: number): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max
 }
 
 /**
- * Validates one manifest entry and checks debugfs can carry its path and xattr names.
- * Throws InvalidEntryError or UnencodableNameError.
+ * Validates one manifest entry in place (nothing is copied: a manifest has tens of thousands of
+ * entries) and checks debugfs can carry its path and xattr names. Throws InvalidEntryError or
+ * UnencodableNameError.
  */
-export function checkEntry(entry: OwnershipEntry): CheckedEntry {
+export function checkEntry(entry: OwnershipEntry): void {
   const { path } = entry
   if (typeof path !== 'string' || !path.startsWith('/'))
     throw new InvalidEntryError(String(path), 'path must be absolute')
   if (path !== '/') {
     if (path.endsWith('/')) throw new InvalidEntryError(path, 'path must not end with /')
-    for (const part of path.slice(1).split('/')) {
-      if (part === '' || part === '.' || part === '..')
-        throw new InvalidEntryError(path, 'path must be normalised (no empty, . or .. components)')
-    }
+    if (
+      path.includes('//') ||
+      path.includes('/./') ||
+      path.includes('/../') ||
+      /\/\.\.?$/.test(path)
+    )
+      throw new InvalidEntryError(path, 'path must be normalised (no empty, . or .. components)')
   }
   quoteArg(path)
-  if (!(entry.type in TYPE_BITS))
+  if (!Object.hasOwn(TYPE_BITS, entry.type))
     throw new InvalidEntryError(path, `unknown type ${String(entry.type)}`)
   if (!isUint(entry.mode, 0o7777))
     throw new InvalidEntryError(path, `mode ${String(entry.mode)} is not within 0..0o7777`)
@@ -81,39 +100,91 @@ export function checkEntry(entry: OwnershipEntry): CheckedEntry {
   }
   if (path === '/' && entry.type !== 'directory')
     throw new InvalidEntryError(path, 'the root must be a directory')
-  if (isSpecial(entry.type) && path === '/')
-    throw new InvalidEntryError(path, 'the root cannot be a device')
-  const values = new Map<string, Buffer>()
-  for (const [name, b64] of Object.entries(entry.xattrs ?? {})) {
+  if (entry.xattrs === undefined) return
+  for (const name in entry.xattrs) {
+    if (!Object.hasOwn(entry.xattrs, name)) continue
     if (!/^[^\s"\\-][^\s"\\]*$/.test(name) || !name.includes('.'))
       throw new InvalidEntryError(
         path,
         `xattr name ${JSON.stringify(name)} is not a plain namespace.name`,
       )
     quoteArg(name)
+    const b64 = entry.xattrs[name]
     if (typeof b64 !== 'string' || !BASE64.test(b64))
       throw new InvalidEntryError(path, `xattr ${name} value is not base64`)
-    values.set(name, Buffer.from(b64, 'base64'))
   }
-  // One literal of one shape: `{ ...entry }` over manifests whose entries differ in which optional
-  // fields they carry made ~400-byte dictionary objects (21 MiB for 54k entries).
-  return {
-    path,
-    type: entry.type,
-    mode: entry.mode,
-    uid: entry.uid,
-    gid: entry.gid,
-    mtime: entry.mtime === undefined ? undefined : Math.floor(entry.mtime),
-    devMajor: entry.devMajor,
-    devMinor: entry.devMinor,
-    hardlinkGroup: entry.hardlinkGroup,
-    // Most entries have no xattrs: share one empty map rather than hold tens of thousands.
-    values: values.size ? values : NO_VALUES,
-  }
+}
+
+/** The entry's mtime as ext4 stores it (whole seconds), if it has one. */
+export function mtimeOf(entry: OwnershipEntry): number | undefined {
+  return entry.mtime === undefined ? undefined : Math.floor(entry.mtime)
+}
+
+const NO_XATTRS: readonly [string, Buffer][] = []
+
+/** The entry's xattrs with values decoded from base64, decoded on each call and not kept. */
+export function decodeXattrs(entry: OwnershipEntry): readonly [string, Buffer][] {
+  if (entry.xattrs === undefined) return NO_XATTRS
+  const out: [string, Buffer][] = []
+  for (const name in entry.xattrs)
+    if (Object.hasOwn(entry.xattrs, name))
+      out.push([name, Buffer.from(entry.xattrs[name]!, 'base64')])
+  return out
 }
 
 /** The parent directory and last component of an absolute, normalised path. */
 export function splitPath(path: string): { parent: string; base: string } {
   const i = path.lastIndexOf('/')
   return { parent: i === 0 ? '/' : path.slice(0, i), base: path.slice(i + 1) }
+}
+
+/**
+ * The validated manifest as the stage works on it: the caller's own entry objects (validated in
+ * place, never copied) in an array, and numbers in place of paths everywhere else. Per entry this
+ * costs one array slot and one Map slot pointing at the caller's path string.
+ */
+export class Manifest {
+  readonly entries: OwnershipEntry[] = []
+  /** Index of the first entry with each path. */
+  readonly #byPath = new Map<string, number>()
+  /** Index of the first entry of each hardlink group: that one carries the inode. */
+  readonly firstOfGroup = new Map<number, number>()
+  readonly groupSize = new Map<number, number>()
+  /** Indices of the directory entries, in manifest order. */
+  readonly directories: number[] = []
+
+  constructor(entries: Iterable<OwnershipEntry>) {
+    for (const entry of entries) {
+      checkEntry(entry)
+      const i = this.entries.push(entry) - 1
+      if (!this.#byPath.has(entry.path)) this.#byPath.set(entry.path, i)
+      if (entry.type === 'directory') this.directories.push(i)
+      const group = entry.hardlinkGroup
+      if (group !== undefined) {
+        this.groupSize.set(group, (this.groupSize.get(group) ?? 0) + 1)
+        if (!this.firstOfGroup.has(group)) this.firstOfGroup.set(group, i)
+      }
+    }
+  }
+
+  get length(): number {
+    return this.entries.length
+  }
+
+  /** Index of the first entry with this path. */
+  indexOf(path: string): number | undefined {
+    return this.#byPath.get(path)
+  }
+
+  /** Index of the entry that carries entry i's inode: i itself unless a later hardlink. */
+  ownerOf(i: number): number {
+    const group = this.entries[i]!.hardlinkGroup
+    return group === undefined ? i : this.firstOfGroup.get(group)!
+  }
+
+  /** Expected link count of entry i's inode. */
+  linksOf(i: number): number {
+    const group = this.entries[i]!.hardlinkGroup
+    return group === undefined ? 1 : this.groupSize.get(group)!
+  }
 }

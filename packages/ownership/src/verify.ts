@@ -1,7 +1,22 @@
-import { CommandScript, quoteArg, runDebugfs } from './debugfs.js'
-import { absorbListing, lsCommand, ROOT_INO, type ListedPath } from './listing.js'
-import { DEBUGFS_TYPE_WORD, type CheckedEntry } from './entries.js'
+import { quoteArg, runDebugfs, type DebugfsCommand } from './debugfs.js'
+import { lsCommands, Listing } from './listing.js'
+import {
+  DEBUGFS_TYPE_WORD,
+  decodeXattrs,
+  mtimeOf,
+  typeWordOfMode,
+  type Manifest,
+} from './entries.js'
 import { OwnershipMismatchError, type OwnershipMismatch } from './errors.js'
+
+/** One xattr as `debugfs stat` lists it. */
+export interface StatXattr {
+  name: string
+  /** Length of the stored value. */
+  length: number
+  /** The bytes, when stat prints them (values under 40 bytes, but not system.data). */
+  value?: Buffer
+}
 
 /** What `debugfs stat` says about one inode. */
 export interface StatFacts {
@@ -15,51 +30,131 @@ export interface StatFacts {
   mtime?: number
   devMajor?: number
   devMinor?: number
-  /** xattr names, in the order stat lists them. */
-  xattrs: string[]
+  /** In the order stat lists them. */
+  xattrs: StatXattr[]
 }
 
-/** Parses the lines `debugfs stat` prints; undefined when they hold no inode (e.g. not found). */
-export function parseStat(lines: string[]): StatFacts | undefined {
-  const text = lines.join('\n')
-  const head = /Inode:\s*(\d+)\s+Type:\s*(.+?)\s+Mode:\s*([0-7]+)/.exec(text)
-  // debugfs prints ids with %d: 4294967294 shows as -2.
-  const owner = /User:\s*(-?\d+)\s+Group:\s*(-?\d+)/.exec(text)
-  const links = /Links:\s*(\d+)/.exec(text)
-  if (!head || !owner || !links) return undefined
+const HEAD = /^Inode:\s*(\d+)\s+Type:\s*(.+?)\s+Mode:\s*([0-7]+)/
+// debugfs prints ids with %d: 4294967294 shows as -2.
+const OWNER = /User:\s*(-?\d+)\s+Group:\s*(-?\d+)/y
+const NUMBER = /\d+/y
+const HEX = /([0-9a-f]+)(?::([0-9a-f]+))?/y
+const DEVICE = /(\d+):(\d+)/y
+const XATTR_LINE = /^ {2}(.+?) \((\d+)\)(?: = (.*))?$/
+
+/**
+ * Parses what `debugfs stat` printed for one inode (latin1-decoded, as the batch hands it over);
+ * undefined when it holds no inode (e.g. not found). Reads forward through the text once, looking
+ * only for the fields it needs, in the order stat prints them.
+ */
+export function parseStat(text: string): StatFacts | undefined {
+  let eol = text.indexOf('\n')
+  const head = HEAD.exec(eol < 0 ? text : text.slice(0, eol))
+  if (!head || eol < 0) return undefined
+  let at = text.indexOf('User:', eol)
+  if (at < 0) return undefined
+  OWNER.lastIndex = at
+  const owner = OWNER.exec(text)
+  at = text.indexOf('Links:', at)
+  if (!owner || at < 0) return undefined
+  NUMBER.lastIndex = at + 'Links: '.length
+  const links = NUMBER.exec(text)
+  if (!links) return undefined
   const facts: StatFacts = {
     inode: Number(head[1]),
     type: head[2]!,
     mode: parseInt(head[3]!, 8),
     uid: Number(owner[1]) >>> 0,
     gid: Number(owner[2]) >>> 0,
-    links: Number(links[1]),
+    links: Number(links[0]),
     xattrs: [],
   }
-  // i_mtime is signed 32 bits; the low two bits of i_mtime_extra extend the epoch.
-  const mtime = /^\s*mtime:\s*0x([0-9a-f]+)(?::([0-9a-f]+))?/m.exec(text)
-  if (mtime)
-    facts.mtime = (parseInt(mtime[1]!, 16) | 0) + (parseInt(mtime[2] ?? '0', 16) & 3) * 2 ** 32
-  const dev = /Device major\/minor number:\s*(\d+):(\d+)/.exec(text)
-  if (dev) {
-    facts.devMajor = Number(dev[1])
-    facts.devMinor = Number(dev[2])
+  at = text.indexOf('mtime: 0x', at)
+  if (at >= 0) {
+    HEX.lastIndex = at + 'mtime: 0x'.length
+    const m = HEX.exec(text)
+    // i_mtime is signed 32 bits; the low two bits of i_mtime_extra extend the epoch.
+    if (m) facts.mtime = (parseInt(m[1]!, 16) | 0) + (parseInt(m[2] ?? '0', 16) & 3) * 2 ** 32
+  } else at = 0
+  const xattrs = text.indexOf('\nExtended attributes:\n', at)
+  if (xattrs >= 0) {
+    at = xattrs + '\nExtended attributes:\n'.length
+    while (text.startsWith('  ', at)) {
+      eol = text.indexOf('\n', at)
+      if (eol < 0) eol = text.length
+      const m = XATTR_LINE.exec(text.slice(at, eol))
+      at = eol + 1
+      if (!m) continue
+      const x: StatXattr = { name: decodeCString(m[1]!).toString('latin1'), length: Number(m[2]) }
+      if (m[3] !== undefined) {
+        const value = decodeStatValue(m[3])
+        if (value?.length === x.length) x.value = value
+      }
+      facts.xattrs.push(x)
+    }
   }
-  let inXattrs = false
-  for (const line of lines) {
-    if (line === 'Extended attributes:') inXattrs = true
-    else if (inXattrs) {
-      const m = /^ {2}(\S+) \(\d+\)/.exec(line)
-      if (m) facts.xattrs.push(m[1]!)
-      else if (!line.startsWith('  ')) inXattrs = false
+  const dev = text.indexOf('Device major/minor number: ', at)
+  if (dev >= 0) {
+    DEVICE.lastIndex = dev + 'Device major/minor number: '.length
+    const m = DEVICE.exec(text)
+    if (m) {
+      facts.devMajor = Number(m[1])
+      facts.devMinor = Number(m[2])
     }
   }
   return facts
 }
 
+/**
+ * An xattr value as stat prints it: `"…"` with C escapes when it is mostly printable, else hex
+ * bytes each followed by a space. Undefined when it is neither.
+ */
+export function decodeStatValue(printed: string): Buffer | undefined {
+  if (printed.startsWith('"')) {
+    if (printed.length < 2 || !printed.endsWith('"')) return undefined
+    return decodeCString(printed.slice(1, -1))
+  }
+  if (!/^(?:[0-9a-f]{2}(?: |$))*$/.test(printed)) return undefined
+  return Buffer.from(printed.replaceAll(' ', ''), 'hex')
+}
+
+const C_ESCAPES: Record<string, number> = {
+  a: 7,
+  b: 8,
+  f: 12,
+  n: 10,
+  t: 9,
+  v: 11,
+  '\\': 92,
+  "'": 39,
+  '"': 34,
+}
+
+/** Undoes e2fsprogs' print_c_string (`\n`, `\\`, `\"`, `\ooo` …) on latin1-decoded text. */
+export function decodeCString(text: string): Buffer {
+  if (!text.includes('\\')) return Buffer.from(text, 'latin1')
+  const out: number[] = []
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!
+    if (ch !== '\\') {
+      out.push(text.charCodeAt(i) & 0xff)
+      continue
+    }
+    const next = text[i + 1] ?? ''
+    if (next in C_ESCAPES) {
+      out.push(C_ESCAPES[next]!)
+      i++
+    } else if (/^[0-7]{3}$/.test(text.slice(i + 1, i + 4))) {
+      out.push(parseInt(text.slice(i + 1, i + 4), 8) & 0xff)
+      i += 3
+    } else out.push(92)
+  }
+  return Buffer.from(out)
+}
+
 /** Parses `ea_get -x` output: `name (len) = hh hh …` or `name (0)`. */
-export function parseEaGetHex(lines: string[]): Buffer | undefined {
-  for (const line of lines) {
+export function parseEaGetHex(output: string): Buffer | undefined {
+  for (const line of output.split('\n')) {
     const m = /^(\S+) \((\d+)\)(?: = ((?:[0-9a-f]{2} ?)*))?\s*$/.exec(line)
     if (!m) continue
     const hex = (m[3] ?? '').replace(/ /g, '')
@@ -71,15 +166,32 @@ export function parseEaGetHex(lines: string[]): Buffer | undefined {
 
 /** Inline data lives in an xattr mkfs may create itself; it is not the manifest's business. */
 const IGNORED_XATTRS = new Set(['system.data'])
+const ACL_XATTRS = new Set(['system.posix_acl_access', 'system.posix_acl_default'])
+/** stat prints values shorter than this. */
+const STAT_VALUE_LIMIT = 40
+
+/**
+ * Whether the bytes come from `stat`: it prints values under 40 bytes, and prints them as stored,
+ * so not POSIX ACLs (stored in ext4's compact form; `ea_get` converts them to the kernel's form).
+ */
+function valueFromStat(name: string, expected: Buffer): boolean {
+  return expected.length < STAT_VALUE_LIMIT && !ACL_XATTRS.has(name)
+}
+
+interface VerifyCommand extends DebugfsCommand {
+  /** ls: the directory's path; stat: undefined; ea_get: the xattr name. */
+  dir?: string
+  xattr?: string
+  /** Manifest index (stat, ea_get). */
+  entry: number
+}
 
 interface VerifyBatch {
   binary: string
   image: string
-  entries: CheckedEntry[]
-  /** Inode of each path as the write batch addressed it (directory listing, or mknod's output). */
-  inodes: Map<string, number>
-  /** Directories to list again, to check every name leads to its inode exactly once. */
-  directories: string[]
+  manifest: Manifest
+  /** Inode each entry was addressed at by the write batch (0: by path). */
+  inodes: Uint32Array
   workDir: string
   signal?: AbortSignal
 }
@@ -87,104 +199,122 @@ interface VerifyBatch {
 /**
  * Reads every entry back in one read-only debugfs process and rejects with E_OWNERSHIP_MISMATCH
  * listing every difference: `ls -p` of every directory (each name present once, at the inode the
- * write addressed; hardlinks at one inode), `stat` of every inode (type, mode, uid, gid, mtime,
- * device numbers, link count, xattr names) and `ea_get -x` of every xattr (the bytes). Resolves to
- * the number of entries checked.
+ * write addressed, hardlinks at one inode; and the type, mode, uid and gid `ls -p` prints), `stat`
+ * of every inode (mtime, device numbers, link count, xattr names, and the bytes of values under 40
+ * bytes) and `ea_get -x` of every longer xattr and every POSIX ACL. Output is checked as it
+ * streams and dropped. Resolves to the number of entries checked.
  */
 export async function verifyEntries(batch: VerifyBatch): Promise<number> {
-  const { entries, inodes, directories } = batch
-  const groupSize = new Map<number, number>()
-  // Later names of a hardlink group are held to what the first name (which carries the inode) says.
-  const firstOfGroup = new Map<number, CheckedEntry>()
-  for (const e of entries) {
-    if (e.hardlinkGroup === undefined) continue
-    groupSize.set(e.hardlinkGroup, (groupSize.get(e.hardlinkGroup) ?? 0) + 1)
-    if (!firstOfGroup.has(e.hardlinkGroup)) firstOfGroup.set(e.hardlinkGroup, e)
-  }
-  const ownerOf = (e: CheckedEntry): CheckedEntry =>
-    e.hardlinkGroup === undefined ? e : firstOfGroup.get(e.hardlinkGroup)!
-  const spec = (path: string): string => {
-    const ino = inodes.get(path)
-    return ino === undefined ? quoteArg(path) : `<${ino}>`
-  }
-
-  const commands = new CommandScript()
-  for (const dir of directories) commands.add(lsCommand(dir))
-  // What each command after the listings checks: the stat, or xattr `name`, of an inode owner.
-  const checks: { entry: CheckedEntry; xattr?: string }[] = []
-  for (const e of entries) {
-    if (ownerOf(e) !== e) continue
-    const p = spec(e.path)
-    commands.add(`stat ${p}`)
-    checks.push({ entry: e })
-    for (const name of e.values.keys()) {
-      commands.add(`ea_get -x ${p} ${quoteArg(name)}`)
-      checks.push({ entry: e, xattr: name })
-    }
-  }
+  const { manifest, inodes } = batch
+  const { entries } = manifest
 
   const mismatches: OwnershipMismatch[] = []
   const miss = (path: string, field: string, expected: unknown, actual: unknown): void => {
     mismatches.push({ path, field, expected: String(expected), actual: String(actual) })
   }
-  const octal = (n: number): string => `0${n.toString(8)}`
-  const listed = new Map<string, ListedPath>([['/', { ino: ROOT_INO, mode: 0o040000, count: 1 }]])
+  const hex = (b: Buffer): string => b.toString('hex') || '(empty)'
+  const listing = new Listing(manifest)
   await runDebugfs({
-    ...batch,
-    commands,
+    binary: batch.binary,
+    image: batch.image,
+    commands: verifyCommands(manifest, inodes),
     write: false,
-    onOutput: (i, lines) => {
-      if (i < directories.length) return absorbListing(listed, directories[i]!, lines)
-      const check = checks[i - directories.length]!
-      const e = check.entry
-      if (check.xattr !== undefined) {
-        const actual = parseEaGetHex(lines)
-        const expected = e.values.get(check.xattr)!
-        if (!actual || !sameXattrValue(check.xattr, expected, actual))
+    workDir: batch.workDir,
+    signal: batch.signal,
+    onOutput: (command, output) => {
+      if (command.dir !== undefined) return listing.absorb(command.dir, output)
+      const e = entries[command.entry]!
+      if (command.xattr !== undefined) {
+        const actual = parseEaGetHex(output)
+        const expected = Buffer.from(e.xattrs![command.xattr]!, 'base64')
+        if (!actual || !sameXattrValue(command.xattr, expected, actual))
           miss(
             e.path,
-            `xattr ${check.xattr}`,
-            expected.toString('hex') || '(empty)',
-            actual ? actual.toString('hex') || '(empty)' : lines.join(' / ') || '(missing)',
+            `xattr ${command.xattr}`,
+            hex(expected),
+            actual ? hex(actual) : printable(output) || '(missing)',
           )
         return
       }
-      const s = parseStat(lines)
-      if (!s) return miss(e.path, 'inode', 'a readable inode', lines.join(' / ') || 'no output')
-      if (s.type !== DEBUGFS_TYPE_WORD[e.type])
-        miss(e.path, 'type', DEBUGFS_TYPE_WORD[e.type], s.type)
-      if (s.mode !== e.mode) miss(e.path, 'mode', octal(e.mode), octal(s.mode))
-      if (s.uid !== e.uid) miss(e.path, 'uid', e.uid, s.uid)
-      if (s.gid !== e.gid) miss(e.path, 'gid', e.gid, s.gid)
-      if (e.mtime !== undefined && s.mtime !== e.mtime) miss(e.path, 'mtime', e.mtime, s.mtime)
+      const s = parseStat(output)
+      if (!s) return miss(e.path, 'inode', 'a readable inode', printable(output) || 'no output')
+      const mtime = mtimeOf(e)
+      if (mtime !== undefined && s.mtime !== mtime) miss(e.path, 'mtime', mtime, s.mtime)
       if (e.type === 'char' || e.type === 'block') {
         if (s.devMajor !== e.devMajor || s.devMinor !== e.devMinor)
           miss(e.path, 'device', `${e.devMajor}:${e.devMinor}`, `${s.devMajor}:${s.devMinor}`)
       }
       if (e.type !== 'directory') {
-        const links = e.hardlinkGroup === undefined ? 1 : groupSize.get(e.hardlinkGroup)!
+        const links = manifest.linksOf(command.entry)
         if (s.links !== links) miss(e.path, 'link count', links, s.links)
       }
-      const actual = s.xattrs.filter((n) => !IGNORED_XATTRS.has(n)).sort()
-      const expected = [...e.values.keys()].sort()
+      const actual = s.xattrs
+        .map((x) => x.name)
+        .filter((n) => !IGNORED_XATTRS.has(n))
+        .sort()
+      const expectedXattrs = decodeXattrs(e)
+      const expected = expectedXattrs.map(([n]) => n).sort()
       if (actual.join(',') !== expected.join(','))
         miss(e.path, 'xattr names', expected.join(',') || '(none)', actual.join(',') || '(none)')
+      for (const [name, value] of expectedXattrs) {
+        if (!valueFromStat(name, value)) continue // ea_get checks it
+        const got = s.xattrs.find((x) => x.name === name)
+        if (!got) continue // reported with the names
+        if (got.value === undefined || !value.equals(got.value))
+          miss(
+            e.path,
+            `xattr ${name}`,
+            hex(value),
+            got.value ? hex(got.value) : `${got.length} bytes`,
+          )
+      }
     },
   })
 
-  // Every name is in its directory once, at the inode the batch wrote (its group's for hardlinks).
-  for (const e of entries) {
-    const found = listed.get(e.path)
-    const want = inodes.get(ownerOf(e).path)
-    if (!found) miss(e.path, 'directory entry', 'present', 'missing')
-    else if (found.count !== 1) miss(e.path, 'directory entry', 'one name', `${found.count} names`)
-    else if (want !== undefined && found.ino !== want) miss(e.path, 'inode', want, found.ino)
+  // Every name is in its directory once, at the inode the batch wrote (its group's for hardlinks),
+  // and the type, mode and owner ls read from that inode are the manifest's.
+  const octal = (n: number): string => `0${n.toString(8)}`
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!
+    const s = listing.slot(i)!
+    const owner = manifest.ownerOf(i)
+    const want = inodes[owner]!
+    const count = listing.count[s]!
+    if (count === 0) miss(e.path, 'directory entry', 'present', 'missing')
+    else if (count !== 1) miss(e.path, 'directory entry', 'one name', `${count} names`)
+    else if (want !== 0 && listing.ino[s] !== want) miss(e.path, 'inode', want, listing.ino[s])
+    if (count === 0 || owner !== i) continue
+    const mode = listing.mode[s]!
+    const type = typeWordOfMode(mode)
+    if (type !== DEBUGFS_TYPE_WORD[e.type]) miss(e.path, 'type', DEBUGFS_TYPE_WORD[e.type], type)
+    if ((mode & 0o7777) !== e.mode) miss(e.path, 'mode', octal(e.mode), octal(mode & 0o7777))
+    if (listing.uid[s] !== e.uid) miss(e.path, 'uid', e.uid, listing.uid[s])
+    if (listing.gid[s] !== e.gid) miss(e.path, 'gid', e.gid, listing.gid[s])
   }
   if (mismatches.length) throw new OwnershipMismatchError(batch.image, mismatches)
   return entries.length
 }
 
-const ACL_XATTRS = new Set(['system.posix_acl_access', 'system.posix_acl_default'])
+/** debugfs output as one line of UTF-8 text, for a mismatch report. */
+function printable(output: string): string {
+  return Buffer.from(output.trim().split('\n').join(' / '), 'latin1').toString('utf8')
+}
+
+function* verifyCommands(manifest: Manifest, inodes: Uint32Array): Generator<VerifyCommand> {
+  for (const command of lsCommands(manifest)) yield { ...command, entry: -1 }
+  const { entries } = manifest
+  for (let i = 0; i < entries.length; i++) {
+    if (manifest.ownerOf(i) !== i) continue
+    const e = entries[i]!
+    const p = inodes[i] ? `<${inodes[i]}>` : quoteArg(e.path)
+    yield { text: `stat ${p}`, entry: i }
+    if (e.xattrs === undefined) continue
+    for (const [name, value] of decodeXattrs(e))
+      if (!valueFromStat(name, value))
+        yield { text: `ea_get -x ${p} ${quoteArg(name)}`, entry: i, xattr: name }
+  }
+}
+
 /** ACL tags whose entries carry a uid or gid; the others (USER_OBJ, GROUP_OBJ, MASK, OTHER) have none. */
 const ACL_USER = 0x02
 const ACL_GROUP = 0x08
