@@ -75,6 +75,25 @@ async function scratchFor(
   return { base: diskDir }
 }
 
+/**
+ * Bytes mkfs will write for a tree: its file data, a block per inode at worst (small files, inode
+ * tables, directories) and the journal. A generous estimate: the image only goes to memory when
+ * twice this fits.
+ */
+function imageDataEstimate(totals: FlattenResult['totals']): number {
+  return totals.bytes + totals.inodes * 4096 + 256 * 1024 ** 2
+}
+
+/** Whether `bytes` fit in half of what is free both in the tmpfs at `dir` and in RAM, now. */
+async function fitsInMemory(dir: string, bytes: number): Promise<boolean> {
+  try {
+    const fs = await statfs(dir)
+    return bytes <= Math.min(fs.bavail * fs.bsize, freemem()) / 2
+  } catch {
+    return false
+  }
+}
+
 /** The flattener ran out of the memory budget or the tmpfs filled: worth one more try on disk. */
 function outOfScratch(err: unknown): boolean {
   const e = err as { code?: string; cause?: { code?: string } }
@@ -105,8 +124,23 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
     return client
   }
 
+  // Work still running after its pull returned (warm-pull cache stores), and the stores by entry.
+  const pending = new Set<Promise<void>>()
+  const stores = new Map<string, Promise<void>>()
+  const background = (work: Promise<void>, entry: string | undefined): void => {
+    const done = work.finally(() => {
+      pending.delete(done)
+      if (entry !== undefined && stores.get(entry) === done) stores.delete(entry)
+    })
+    pending.add(done)
+    if (entry !== undefined) stores.set(entry, done)
+  }
+
   return {
     async close() {
+      // A store is a copy of a few seconds at most: let it finish, so a stop right after a pull
+      // keeps the entry (a kill leaves only its temp file, which the next start's sweep removes).
+      await Promise.allSettled([...pending])
       await Promise.allSettled([...clients.values()].map((c) => c.close()))
       clients.clear()
     },
@@ -119,6 +153,7 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
       if (options.rootfsCacheDir) {
         const resolved = await client.resolve(ref, { platform: job.platform, signal })
         const entry = cacheEntry(options.rootfsCacheDir, resolved.manifestDigest, job)
+        await stores.get(entry)
         if (await copySparse(entry, job.rootfsPath, signal)) {
           log.info(
             { manifestDigest: resolved.manifestDigest, entry },
@@ -247,31 +282,69 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
         // An explicit size too small for the tree is rejected by buildExt4 (E_SIZE_TOO_SMALL).
         const sizeBytes =
           job.sizeBytes !== undefined ? Math.ceil(job.sizeBytes / 4096) * 4096 : plan.sizeBytes
+        // With the tree in memory, the image is built and owned there too when it fits, and
+        // copied to the state dir once: mkfs's 4 KiB writes and debugfs's cost less on tmpfs
+        // than on a disk file (54k-entry image: mkfs 6.4 s in the daemon against 2.8 s).
+        let workImage =
+          inMemory && (await fitsInMemory(options.memoryDir!, imageDataEstimate(flat.totals)))
+            ? join(tree!, 'rootfs.ext4')
+            : job.rootfsPath
+        const build = (output: string) =>
+          buildExt4({
+            tree: rootDir,
+            output,
+            sizeBytes,
+            inodes: plan.inodes,
+            label: 'rootfs',
+            // The flattener already counted the tree: spares ext4-build a second walk of it.
+            totals: flat.totals,
+            signal,
+          })
         onProgress({ type: 'stage', stage: 'build' })
-        const image = await buildExt4({
-          tree: rootDir,
-          output: job.rootfsPath,
-          sizeBytes,
-          inodes: plan.inodes,
-          label: 'rootfs',
-          // The flattener already counted the tree: spares ext4-build a second walk of it.
-          totals: flat.totals,
-          signal,
-        })
-        log.info({ sizeBytes: image.sizeBytes, inodes: image.inodeCount }, 'built')
+        let image: Awaited<ReturnType<typeof buildExt4>>
+        try {
+          image = await build(workImage)
+        } catch (err) {
+          // A tmpfs that filled up makes mkfs fail like an image too small: try the disk once.
+          if (workImage === job.rootfsPath || signal.aborted) throw err
+          log.warn({ err }, 'building the image in memory failed; building it on disk')
+          await rm(workImage, { force: true })
+          workImage = job.rootfsPath
+          image = await build(workImage)
+        }
+        log.info({ sizeBytes: image.sizeBytes, inodes: image.inodeCount, workImage }, 'built')
         // The tree is no longer needed: free its space (or memory) before the slower steps.
-        await removeAll(tree!)
-        tree = undefined
+        await removeAll(rootDir)
         log.info('tree removed')
 
         onProgress({ type: 'stage', stage: 'ownership' })
-        await applyOwnership(job.rootfsPath, flat.entries, { signal })
+        await applyOwnership(workImage, flat.entries, { signal })
         log.info('ownership restored')
 
-        if (options.rootfsCacheDir) {
-          const entry = cacheEntry(options.rootfsCacheDir, session.manifestDigest, job)
-          await storeInCache(job.rootfsPath, entry, signal).catch((err: unknown) =>
-            log.warn({ err, entry }, 'could not store the rootfs in the warm-pull cache'),
+        const cached = options.rootfsCacheDir
+          ? cacheEntry(options.rootfsCacheDir, session.manifestDigest, job)
+          : undefined
+        if (workImage !== job.rootfsPath) {
+          await copySparse(workImage, job.rootfsPath, signal)
+          log.info('image copied to the state dir')
+          // The warm-pull cache is filled from the memory image after the pull returns: the user
+          // does not wait for a second 1 GiB copy, and a warm pull of the entry waits for it.
+          const dir = tree!
+          tree = undefined
+          background(
+            (cached ? storeInCache(workImage, cached) : Promise.resolve())
+              .catch((err: unknown) =>
+                log.warn(
+                  { err, entry: cached },
+                  'could not store the rootfs in the warm-pull cache',
+                ),
+              )
+              .finally(() => removeAll(dir)),
+            cached,
+          )
+        } else if (cached) {
+          await storeInCache(job.rootfsPath, cached, signal).catch((err: unknown) =>
+            log.warn({ err, entry: cached }, 'could not store the rootfs in the warm-pull cache'),
           )
         }
         const injectedFiles = await inject(job, job.rootfsPath)
@@ -318,7 +391,7 @@ function cacheEntry(dir: string, manifestDigest: string, job: PullJob): string {
  * without reflink support it writes every zero of a sparse 1 GiB image (measured: 33 MiB on
  * disk becomes 1.1 GiB). Resolves false when `src` does not exist.
  */
-async function copySparse(src: string, dest: string, signal: AbortSignal): Promise<boolean> {
+async function copySparse(src: string, dest: string, signal?: AbortSignal): Promise<boolean> {
   try {
     await access(src)
   } catch {
@@ -328,7 +401,7 @@ async function copySparse(src: string, dest: string, signal: AbortSignal): Promi
   return true
 }
 
-async function storeInCache(src: string, entry: string, signal: AbortSignal): Promise<void> {
+async function storeInCache(src: string, entry: string, signal?: AbortSignal): Promise<void> {
   await ensureDir(dirname(entry))
   const temp = `${entry}.tmp-${process.pid}-${Date.now()}`
   try {

@@ -2,7 +2,7 @@
 // explicit BANGER_TMPDIR says so or when a layer expands past the memory budget mid-flatten.
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, chmodSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import {
   buildImage,
   e2fsck,
@@ -34,15 +34,25 @@ beforeAll(async () => {
 
 afterAll(() => registry?.stop())
 
-function daemonLog(e: UserEnv): { msg: string; memory?: boolean }[] {
+interface LogLine {
+  msg: string
+  memory?: boolean
+  workImage?: string
+}
+
+function daemonLog(e: UserEnv): LogLine[] {
   const file = join(e.stateDir, 'logs', 'bangerd.log')
   return readFileSync(file, 'utf8')
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { msg: string; memory?: boolean })
+    .map((l) => JSON.parse(l) as LogLine)
 }
 
-async function pullWith(e: UserEnv): Promise<string> {
+/**
+ * Pulls the image `times` times (under new names) with a daemon of its own, then stops it (which
+ * waits for background work). Resolves to the first pull's rootfs.
+ */
+async function pullWith(e: UserEnv, times = 1): Promise<string> {
   const kernel = join(e.root, 'vmlinuz')
   writeFileSync(kernel, 'fake kernel\n')
   chmodSync(kernel, 0o644)
@@ -54,9 +64,16 @@ async function pullWith(e: UserEnv): Promise<string> {
       await d.exited
     }
   })
-  const record = await d.client.call('image.pull', { ref, kernelPath: kernel })
-  expect((await e2fsck(record.rootfsPath)).clean).toBe(true)
-  expect((await statInode(record.rootfsPath, '/zeros')).size).toBe(24 * 1024 * 1024)
+  const records = []
+  for (let i = 0; i < times; i++) {
+    const record = await d.client.call('image.pull', { ref, kernelPath: kernel, name: `s${i}` })
+    expect((await e2fsck(record.rootfsPath)).clean).toBe(true)
+    expect((await statInode(record.rootfsPath, '/zeros')).size).toBe(24 * 1024 * 1024)
+    records.push(record)
+  }
+  const record = records[0]!
+  d.child.kill('SIGTERM')
+  await d.exited
   return record.rootfsPath
 }
 
@@ -69,16 +86,49 @@ function memoryEnv(memoryDir: string): UserEnv {
 }
 
 describe('scratch tree placement', () => {
-  it('flattens in the memory dir when the tree fits, and leaves nothing there', async () => {
+  it('flattens and builds in the memory dir when both fit, and leaves nothing there', async () => {
     const e = userEnv()
     const memory = join(e.root, 'shm')
     mkdirSync(memory, { mode: 0o1777 })
     chmodSync(memory, 0o1777)
     const env = memoryEnv(memory)
-    await pullWith(env)
-    expect(daemonLog(env).find((l) => l.msg === 'tree placed')).toMatchObject({ memory: true })
+    // The second pull starts while the first one's cache store may still run: it waits for it.
+    const rootfs = await pullWith(env, 2)
+    const log = daemonLog(env)
+    expect(log.find((l) => l.msg === 'tree placed')).toMatchObject({ memory: true })
+    expect(log.some((l) => l.msg === 'warm pull: rootfs from cache')).toBe(true)
     const mine = join(memory, `banger-${testUser().uid}`)
+    // Built, owned and copied out from memory; the copy in the state dir is what was checked.
+    expect(log.find((l) => l.msg === 'built')?.workImage).toMatch(new RegExp(`^${mine}/`))
+    expect(log.some((l) => l.msg === 'image copied to the state dir')).toBe(true)
+    expect(rootfs.startsWith(env.stateDir)).toBe(true)
+    // The warm-pull cache was filled after the pull returned, before the daemon stopped.
+    // BANGER_CACHE_DIR is <root>/cache, so the rootfs cache is its sibling <root>/rootfs.
+    expect(readdirSync(join(env.root, 'rootfs')).filter((n) => n.endsWith('.ext4'))).toHaveLength(1)
     expect(readdirSync(mine)).toEqual([])
+  })
+
+  it('builds the image on disk when the tree fits in memory but the image would not', async () => {
+    const e = userEnv()
+    const memory = join(e.root, 'small')
+    mkdirSync(memory)
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96m,mode=1777', 'tmpfs', memory])
+    } catch (err) {
+      console.warn(`skipped: cannot mount a tmpfs here (${String(err)})`)
+      return
+    }
+    onTestFinished(() => void execFileSync('umount', [memory]))
+    const env = memoryEnv(memory)
+    const rootfs = await pullWith(env)
+    const log = daemonLog(env)
+    expect(log.find((l) => l.msg === 'tree placed')).toMatchObject({ memory: true })
+    // Built straight into the staging dir that is renamed into place on publish.
+    expect(log.find((l) => l.msg === 'built')?.workImage).toBe(
+      join(`${dirname(rootfs)}.staging`, basename(rootfs)),
+    )
+    expect(log.some((l) => l.msg === 'image copied to the state dir')).toBe(false)
+    expect(readdirSync(join(memory, `banger-${testUser().uid}`))).toEqual([])
   })
 
   it('an explicit BANGER_TMPDIR keeps the tree on disk', async () => {
