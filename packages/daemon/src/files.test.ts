@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { ensureDir } from './files.js'
+import { ensureDir, removeTree } from './files.js'
 
 function temp(): string {
   const dir = mkdtempSync(join(tmpdir(), 'bd-files-'))
@@ -33,5 +33,19 @@ describe('ensureDir', () => {
     writeFileSync(file, '')
     await expect(ensureDir(join(file, 'sub'))).rejects.toMatchObject({ code: 'ENOTDIR' })
     await expect(ensureDir(file)).rejects.toMatchObject({ code: 'ENOTDIR', path: file })
+  })
+})
+
+describe('removeTree', () => {
+  it('removes a nested tree with read-only files and symlinks, and accepts a missing path', async () => {
+    const root = temp()
+    const tree = join(root, 'tree')
+    await ensureDir(join(tree, 'a', 'b'))
+    writeFileSync(join(tree, 'a', 'b', 'f'), 'x', { mode: 0o400 })
+    symlinkSync('/etc/passwd', join(tree, 'a', 'link'))
+    await removeTree(tree)
+    expect(existsSync(tree)).toBe(false)
+    expect(existsSync('/etc/passwd')).toBe(true)
+    await expect(removeTree(join(root, 'never-there'))).resolves.toBeUndefined()
   })
 })

@@ -16,7 +16,7 @@ import {
   type PullSession,
 } from '@banger/registry-client'
 import type { BangerConfig } from './config.js'
-import { ensureDir, removeAll } from './files.js'
+import { ensureDir, removeAll, removeTree } from './files.js'
 import {
   TMP_TREE_PREFIX,
   type ParsedReference,
@@ -170,6 +170,7 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           }
         }
       }
+      let treeGone: Promise<void> | undefined
       let tree: string | undefined
       try {
         let sizes: number[] = []
@@ -313,9 +314,9 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           image = await build(workImage)
         }
         log.info({ sizeBytes: image.sizeBytes, inodes: image.inodeCount, workImage }, 'built')
-        // The tree is no longer needed: free its space (or memory) before the slower steps.
-        await removeAll(rootDir)
-        log.info('tree removed')
+        // The tree is no longer needed: free its space (or memory) while debugfs works, in a
+        // process of its own (54k entries: 0.5 s for rm -rf, 0.7 s for fs.rm on the thread pool).
+        treeGone = removeTree(rootDir).then(() => log.info('tree removed'))
 
         onProgress({ type: 'stage', stage: 'ownership' })
         await applyOwnership(workImage, flat.entries, { signal })
@@ -355,6 +356,7 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           injectedFiles,
         }
       } finally {
+        await treeGone
         if (tree) await removeAll(tree)
       }
     },
