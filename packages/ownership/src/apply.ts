@@ -1,9 +1,15 @@
 import { createHash } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
-import { mkdtemp, open, rm } from 'node:fs/promises'
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { checkCommand, debugfsCandidates, quoteArg, resolveBinary, runDebugfs } from './debugfs.js'
+import {
+  checkCommand,
+  debugfsCandidates,
+  quoteArg,
+  resolveBinary,
+  runDebugfs,
+  type DebugfsCommand,
+} from './debugfs.js'
 import { decodeXattrs, isSpecial, Manifest, mtimeOf, splitPath, TYPE_BITS } from './entries.js'
 import {
   DebugfsCommandError,
@@ -109,65 +115,67 @@ async function writeBatch(
   const inodes = new Uint32Array(entries.length)
   for (let i = 0; i < entries.length; i++) inodes[i] = listing.ino[listing.slot(i)!]!
 
-  // A dry run first: a command debugfs would cut must be refused before the image is touched. It
-  // also writes the xattr value files the batch reads.
-  const valueFiles = new Set<string>()
-  let count = 0
-  for (const command of writeCommands(manifest, listing, workDir, valueFiles)) {
+  // Values ea_set cannot take inline go through files, one per distinct value.
+  const valueFiles = await writeValueFiles(manifest, workDir)
+  // A command debugfs would cut must be refused before the image is touched: generate, ahead, the
+  // commands of every entry whose path or xattrs are long enough for that (none, usually).
+  for (const command of writeCommands(manifest, listing, valueFiles, (i) => mayBeLong(manifest, i)))
     checkCommand(command.text)
-    count++
-  }
 
   const failures: DebugfsFailure[] = []
   // Closing a filesystem it changed, debugfs stamps the superblock's write time with the clock
   // unless E2FSPROGS_FAKE_TIME is set: keep the image's own, so equal inputs give equal images.
   const writeTime = await readWriteTime(imagePath)
-  const run = await runDebugfs({
+  const commands = await runDebugfs({
     binary,
     image: imagePath,
-    commands: writeCommands(manifest, listing, workDir, valueFiles),
+    commands: writeCommands(manifest, listing, valueFiles),
     write: true,
     workDir,
     ...(writeTime === undefined ? {} : { env: { E2FSPROGS_FAKE_TIME: String(writeTime) } }),
     signal,
-    onOutput: (command, output) => {
+    onOutput: (entry, _part, output, index) => {
       if (output === '') return
       const bad: string[] = []
       for (const line of output.split('\n')) {
         const made = /^Allocated inode: (\d+)$/.exec(line)
-        if (made) inodes[command.entry] = Number(made[1])
+        if (made) inodes[entry] = Number(made[1])
         else if (line.trim() !== '') bad.push(line)
       }
       if (bad.length)
         failures.push({
-          path: entries[command.entry]!.path,
-          command: command.text,
+          path: entries[entry]!.path,
+          command: String(index), // replaced by the command's text below
           output: Buffer.from(bad.join(' / '), 'latin1').toString('utf8'),
         })
     },
   })
-  if (failures.length) throw new DebugfsCommandError(imagePath, failures)
-  if (run !== count) throw new Error(`write batch ran ${run} commands, planned ${count}`)
-  return { inodes, commands: count }
-}
-
-interface WriteCommand {
-  text: string
-  /** Index of the manifest entry the command acts for. */
-  entry: number
+  if (failures.length) {
+    // Only positions were kept in flight; the batch is deterministic, so generate it again.
+    const wanted = new Map(failures.map((f) => [Number(f.command), f]))
+    let index = 0
+    for (const command of writeCommands(manifest, listing, valueFiles)) {
+      const failure = wanted.get(index++)
+      if (failure) failure.command = command.text
+    }
+    throw new DebugfsCommandError(imagePath, failures)
+  }
+  return { inodes, commands }
 }
 
 /**
- * The write batch, generated as debugfs consumes it. Writes each distinct xattr value that cannot
+ * The write batch, generated as debugfs consumes it; `entry` is the manifest index each command
+ * acts for. Deterministic: the same arguments give the same commands. With `only`, just the
+ * commands of the entries it accepts. Writes each distinct xattr value that cannot
  * go inline to a file in `workDir` (once; `valueFiles` remembers which) before yielding its
  * `ea_set -f`.
  */
 function* writeCommands(
   manifest: Manifest,
   listing: Listing,
-  workDir: string,
-  valueFiles: Set<string>,
-): Generator<WriteCommand> {
+  valueFiles: ReadonlyMap<string, string>,
+  only: (i: number) => boolean = () => true,
+): Generator<DebugfsCommand> {
   const { entries } = manifest
   // `<ino>` for what the listing found (no directory scan per command); the quoted path for what
   // it did not, so debugfs's own "File not found" names the path.
@@ -175,7 +183,7 @@ function* writeCommands(
     const ino = listing.ino[listing.slot(i)!]!
     return ino ? `<${ino}>` : quoteArg(entries[i]!.path)
   }
-  const isOwner = (i: number): boolean => manifest.ownerOf(i) === i
+  const isOwner = (i: number): boolean => manifest.ownerOf(i) === i && only(i)
 
   // Device nodes and FIFOs first. debugfs's mknod links the name it is given into the current
   // directory verbatim (a name with slashes would be one bogus entry), so cd to the parent.
@@ -183,23 +191,27 @@ function* writeCommands(
     const e = entries[i]!
     if (!isSpecial(e.type) || !isOwner(i)) continue
     const { parent, base } = splitPath(e.path)
-    yield { text: `cd ${quoteArg(parent)}`, entry: i }
+    yield { text: `cd ${quoteArg(parent)}`, entry: i, part: 0 }
     // debugfs 1.47's mknod rejects some minors (70000), so make it 0:0 and write the device
     // number the way the kernel encodes it in i_block.
     const how = e.type === 'fifo' ? 'p' : `${e.type === 'char' ? 'c' : 'b'} 0 0`
-    yield { text: `mknod ${quoteArg(base)} ${how}`, entry: i }
+    yield { text: `mknod ${quoteArg(base)} ${how}`, entry: i, part: 0 }
     if (e.type !== 'fifo') {
       const [b0, b1] = encodeDevice(e.devMajor!, e.devMinor!)
-      yield { text: `sif ${quoteArg(e.path)} block[0] ${b0}`, entry: i }
-      yield { text: `sif ${quoteArg(e.path)} block[1] ${b1}`, entry: i }
+      yield { text: `sif ${quoteArg(e.path)} block[0] ${b0}`, entry: i, part: 0 }
+      yield { text: `sif ${quoteArg(e.path)} block[1] ${b1}`, entry: i, part: 0 }
     }
   }
   // Hardlinks to specials: a new name for the mknod'ed inode. `ln` does not count links, so
   // links_count is set below. Hardlinked regular files already share an inode (mkfs -d keeps them).
   for (let i = 0; i < entries.length; i++) {
     const owner = manifest.ownerOf(i)
-    if (owner === i || !isSpecial(entries[owner]!.type)) continue
-    yield { text: `ln ${quoteArg(entries[owner]!.path)} ${quoteArg(entries[i]!.path)}`, entry: i }
+    if (owner === i || !isSpecial(entries[owner]!.type) || !only(i)) continue
+    yield {
+      text: `ln ${quoteArg(entries[owner]!.path)} ${quoteArg(entries[i]!.path)}`,
+      entry: i,
+      part: 0,
+    }
   }
 
   for (let i = 0; i < entries.length; i++) {
@@ -207,36 +219,66 @@ function* writeCommands(
     const e = entries[i]!
     const p = spec(i)
     const mtime = mtimeOf(e)
-    yield { text: `sif ${p} mode 0${(TYPE_BITS[e.type] | e.mode).toString(8)}`, entry: i }
+    yield { text: `sif ${p} mode 0${(TYPE_BITS[e.type] | e.mode).toString(8)}`, entry: i, part: 0 }
     // sif's uid/gid fields write i_uid_high/i_gid_high too (checked with uid 100000).
-    yield { text: `sif ${p} uid ${e.uid}`, entry: i }
-    yield { text: `sif ${p} gid ${e.gid}`, entry: i }
-    if (mtime !== undefined) yield { text: `sif ${p} mtime @${mtime}`, entry: i }
+    yield { text: `sif ${p} uid ${e.uid}`, entry: i, part: 0 }
+    yield { text: `sif ${p} gid ${e.gid}`, entry: i, part: 0 }
+    if (mtime !== undefined) yield { text: `sif ${p} mtime @${mtime}`, entry: i, part: 0 }
     if (isSpecial(e.type)) {
       // mknod stamps the wall clock; pin the other times so the image stays reproducible.
       const t = mtime ?? 0
-      if (mtime === undefined) yield { text: `sif ${p} mtime @${t}`, entry: i }
+      if (mtime === undefined) yield { text: `sif ${p} mtime @${t}`, entry: i, part: 0 }
       for (const field of ['atime', 'ctime', 'crtime'])
-        yield { text: `sif ${p} ${field} @${t}`, entry: i }
+        yield { text: `sif ${p} ${field} @${t}`, entry: i, part: 0 }
       const links = manifest.linksOf(i)
-      if (links > 1) yield { text: `sif ${p} links_count ${links}`, entry: i }
+      if (links > 1) yield { text: `sif ${p} links_count ${links}`, entry: i, part: 0 }
     }
     if (e.xattrs === undefined) continue
     for (const [name, value] of decodeXattrs(e)) {
       const text = value.toString('latin1')
-      if (INLINE_VALUE.test(text)) yield { text: `ea_set ${p} ${quoteArg(name)} ${text}`, entry: i }
+      if (INLINE_VALUE.test(text))
+        yield { text: `ea_set ${p} ${quoteArg(name)} ${text}`, entry: i, part: 0 }
       else {
         // Binary or unusual values go through a file: ea_set C-unescapes inline values and
-        // splits them on whitespace. One file per distinct value.
-        const file = join(workDir, `xattr-${createHash('sha256').update(value).digest('hex')}`)
-        if (!valueFiles.has(file)) {
-          writeFileSync(file, value)
-          valueFiles.add(file)
-        }
-        yield { text: `ea_set -f ${quoteArg(file)} ${p} ${quoteArg(name)}`, entry: i }
+        // splits them on whitespace.
+        const file = valueFiles.get(e.xattrs[name]!)!
+        yield { text: `ea_set -f ${quoteArg(file)} ${p} ${quoteArg(name)}`, entry: i, part: 0 }
       }
     }
   }
+}
+
+/**
+ * Writes each distinct xattr value ea_set cannot take inline to a file of its own in `workDir`.
+ * Resolves to the file of each such value, by its base64 (the manifest's own strings).
+ */
+async function writeValueFiles(manifest: Manifest, workDir: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>()
+  for (const e of manifest.entries) {
+    if (e.xattrs === undefined) continue
+    for (const name in e.xattrs) {
+      const b64 = e.xattrs[name]!
+      if (!Object.hasOwn(e.xattrs, name) || files.has(b64)) continue
+      const value = Buffer.from(b64, 'base64')
+      if (INLINE_VALUE.test(value.toString('latin1'))) continue
+      const file = join(workDir, `xattr-${createHash('sha256').update(value).digest('hex')}`)
+      await writeFile(file, value)
+      files.set(b64, file)
+    }
+  }
+  return files
+}
+
+/**
+ * Whether an entry's commands could reach debugfs's 8000-byte line: a quoted path of at most 1000
+ * characters is at most 3002 bytes (three per character), two of them fit, and so do a name and an
+ * inline value of 1000 characters together.
+ */
+function mayBeLong(manifest: Manifest, i: number): boolean {
+  const e = manifest.entries[i]!
+  if (e.path.length > 1000 || manifest.entries[manifest.ownerOf(i)]!.path.length > 1000) return true
+  for (const name in e.xattrs) if (name.length + e.xattrs[name]!.length > 1000) return true
+  return false
 }
 
 /**

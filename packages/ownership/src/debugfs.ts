@@ -51,17 +51,24 @@ export async function resolveBinary(candidates: string[]): Promise<string | unde
   return undefined
 }
 
-/** One command of a batch; `T` carries what the caller needs to read its output. */
+/**
+ * One command of a batch, with two numbers saying what it is for (say, a manifest index and which
+ * of its checks). Only the numbers are remembered while the command is in flight: a batch has
+ * hundreds of thousands of commands, and objects kept until debugfs answers would outlive V8's
+ * young generation and pile up as old-generation garbage.
+ */
 export interface DebugfsCommand {
   text: string
+  entry: number
+  part: number
 }
 
-export interface DebugfsBatch<C extends DebugfsCommand> {
+export interface DebugfsBatch {
   /** Path to the debugfs binary. */
   binary: string
   image: string
   /** Pulled lazily, as debugfs takes them in; each is checked with checkCommand. */
-  commands: Iterable<C>
+  commands: Iterable<DebugfsCommand>
   /** Open the image read-write (-w). */
   write: boolean
   /** A private directory for the output file. */
@@ -71,10 +78,10 @@ export interface DebugfsBatch<C extends DebugfsCommand> {
   env?: Record<string, string>
   /**
    * Each command's output (stdout and stderr interleaved, in order, decoded as latin1 so that byte
-   * offsets are character offsets; '' when it printed nothing), called in command order as debugfs
-   * prints it. Must not throw.
+   * offsets are character offsets; '' when it printed nothing) with the command's `entry`, `part`
+   * and position in the batch, called in command order as debugfs prints it. Must not throw.
    */
-  onOutput: (command: C, output: string) => void
+  onOutput: (entry: number, part: number, output: string, index: number) => void
 }
 
 /** What debugfs's command loop prints before reading each command, flushing stdout. */
@@ -85,10 +92,10 @@ const BANNER = /^debugfs \d+\.\d+/
 
 /** Commands per write to debugfs's stdin. */
 const WRITE_BATCH = 512
-/** Commands sent whose output has not been read yet, at most: bounds the in-flight queue. */
-const MAX_IN_FLIGHT = 16_384
+/** Commands sent whose output has not been read yet, at most. */
+const MAX_IN_FLIGHT = 4096
 /** Bytes read from the output file at a time. */
-const READ_CHUNK = 256 * 1024
+const READ_CHUNK = 64 * 1024
 /** How long the reader waits for more output before looking again. */
 const POLL_MS = 2
 
@@ -106,9 +113,7 @@ const POLL_MS = 2
  * E_DEBUGFS_MISSING, E_DEBUGFS_FAILED (could not open the image, exited non-zero, printed
  * something outside any command or stopped early) or the signal's reason.
  */
-export async function runDebugfs<C extends DebugfsCommand>(
-  batch: DebugfsBatch<C>,
-): Promise<number> {
+export async function runDebugfs(batch: DebugfsBatch): Promise<number> {
   const { binary, image, signal } = batch
   signal?.throwIfAborted()
   const outPath = join(
@@ -142,9 +147,10 @@ export async function runDebugfs<C extends DebugfsCommand>(
     // debugfs may exit before reading everything (it could not open the image): EPIPE is expected.
     stdin.on('error', () => {})
 
-    // In-flight commands, oldest first.
-    const queue: C[] = []
-    let head = 0
+    // In-flight commands' numbers, in rings: command k is at k % MAX_IN_FLIGHT.
+    const entries = new Int32Array(MAX_IN_FLIGHT)
+    const parts = new Int32Array(MAX_IN_FLIGHT)
+    let answered = 0
     let sent = 0
     let done = false
     let wakeWriter: (() => void) | undefined
@@ -169,14 +175,16 @@ export async function runDebugfs<C extends DebugfsCommand>(
         for (const command of batch.commands) {
           if (stdin.destroyed || exitedFlag) break
           checkCommand(command.text)
-          queue.push(command)
-          sent++
-          lines.push(command.text)
-          if (lines.length === WRITE_BATCH) await flush()
-          while (queue.length - head > MAX_IN_FLIGHT && !exitedFlag) {
+          while (sent - answered === MAX_IN_FLIGHT && !exitedFlag) {
             await flush()
             await new Promise<void>((resolve) => (wakeWriter = resolve))
           }
+          if (exitedFlag) break
+          entries[sent % MAX_IN_FLIGHT] = command.entry
+          parts[sent % MAX_IN_FLIGHT] = command.part
+          sent++
+          lines.push(command.text)
+          if (lines.length === WRITE_BATCH) await flush()
         }
         await flush()
         done = true
@@ -191,16 +199,10 @@ export async function runDebugfs<C extends DebugfsCommand>(
     splitter.onPrompt = (output) => {
       prompts++
       if (prompts === 1) preamble.push(output)
-      else {
-        const command = queue[head]
-        if (command === undefined) return // more prompts than commands: reported below
-        queue[head++] = undefined as unknown as C
-        if (head > 4096 && head * 2 > queue.length) {
-          queue.splice(0, head)
-          head = 0
-        }
-        batch.onOutput(command, output)
-      }
+      else if (answered < sent) {
+        const k = answered++
+        batch.onOutput(entries[k % MAX_IN_FLIGHT]!, parts[k % MAX_IN_FLIGHT]!, output, k)
+      } // else more prompts than commands: reported below
     }
     const reader = (async () => {
       const buf = Buffer.allocUnsafe(READ_CHUNK)
@@ -211,7 +213,7 @@ export async function runDebugfs<C extends DebugfsCommand>(
         offset += bytesRead
         if (bytesRead > 0) {
           splitter.push(buf.toString('latin1', 0, bytesRead))
-          if (wakeWriter && queue.length - head <= MAX_IN_FLIGHT / 2) {
+          if (wakeWriter && sent - answered <= MAX_IN_FLIGHT / 2) {
             wakeWriter()
             wakeWriter = undefined
           }

@@ -127,15 +127,10 @@ export class Listing {
   }
 }
 
-interface LsCommand extends DebugfsCommand {
-  dir: string
-}
-
-function* lsCommands(manifest: Manifest): Generator<LsCommand> {
-  for (const i of manifest.directories) {
-    const dir = manifest.entries[i]!.path
-    yield { text: lsCommand(dir), dir }
-  }
+/** `ls -p` of every manifest directory; `entry` is the directory's manifest index. */
+export function* lsCommands(manifest: Manifest, part: number): Generator<DebugfsCommand> {
+  for (const i of manifest.directories)
+    yield { text: lsCommand(manifest.entries[i]!.path), entry: i, part }
 }
 
 /**
@@ -154,13 +149,11 @@ export async function listDirectories(
   await runDebugfs({
     binary,
     image,
-    commands: lsCommands(manifest),
+    commands: lsCommands(manifest, 0),
     write: false,
     workDir,
     signal,
-    onOutput: (command, output) => listing.absorb(command.dir, output),
+    onOutput: (entry, _part, output) => listing.absorb(manifest.entries[entry]!.path, output),
   })
   return listing
 }
-
-export { lsCommands }

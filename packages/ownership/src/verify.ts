@@ -178,13 +178,9 @@ function valueFromStat(name: string, expected: Buffer): boolean {
   return expected.length < STAT_VALUE_LIMIT && !ACL_XATTRS.has(name)
 }
 
-interface VerifyCommand extends DebugfsCommand {
-  /** ls: the directory's path; stat: undefined; ea_get: the xattr name. */
-  dir?: string
-  xattr?: string
-  /** Manifest index (stat, ea_get). */
-  entry: number
-}
+/** `part` of the verify commands: ls -p, stat, or (k ≥ 0) ea_get of the entry's k-th xattr. */
+const LS = -1
+const STAT = -2
 
 interface VerifyBatch {
   binary: string
@@ -221,16 +217,16 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
     write: false,
     workDir: batch.workDir,
     signal: batch.signal,
-    onOutput: (command, output) => {
-      if (command.dir !== undefined) return listing.absorb(command.dir, output)
-      const e = entries[command.entry]!
-      if (command.xattr !== undefined) {
+    onOutput: (entry, part, output) => {
+      const e = entries[entry]!
+      if (part === LS) return listing.absorb(e.path, output)
+      if (part !== STAT) {
+        const [name, expected] = decodeXattrs(e)[part]!
         const actual = parseEaGetHex(output)
-        const expected = Buffer.from(e.xattrs![command.xattr]!, 'base64')
-        if (!actual || !sameXattrValue(command.xattr, expected, actual))
+        if (!actual || !sameXattrValue(name, expected, actual))
           miss(
             e.path,
-            `xattr ${command.xattr}`,
+            `xattr ${name}`,
             hex(expected),
             actual ? hex(actual) : printable(output) || '(missing)',
           )
@@ -245,7 +241,7 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
           miss(e.path, 'device', `${e.devMajor}:${e.devMinor}`, `${s.devMajor}:${s.devMinor}`)
       }
       if (e.type !== 'directory') {
-        const links = manifest.linksOf(command.entry)
+        const links = manifest.linksOf(entry)
         if (s.links !== links) miss(e.path, 'link count', links, s.links)
       }
       const actual = s.xattrs
@@ -300,18 +296,21 @@ function printable(output: string): string {
   return Buffer.from(output.trim().split('\n').join(' / '), 'latin1').toString('utf8')
 }
 
-function* verifyCommands(manifest: Manifest, inodes: Uint32Array): Generator<VerifyCommand> {
-  for (const command of lsCommands(manifest)) yield { ...command, entry: -1 }
+function* verifyCommands(manifest: Manifest, inodes: Uint32Array): Generator<DebugfsCommand> {
+  yield* lsCommands(manifest, LS)
   const { entries } = manifest
   for (let i = 0; i < entries.length; i++) {
     if (manifest.ownerOf(i) !== i) continue
     const e = entries[i]!
     const p = inodes[i] ? `<${inodes[i]}>` : quoteArg(e.path)
-    yield { text: `stat ${p}`, entry: i }
+    yield { text: `stat ${p}`, entry: i, part: STAT }
     if (e.xattrs === undefined) continue
-    for (const [name, value] of decodeXattrs(e))
+    const xattrs = decodeXattrs(e)
+    for (let k = 0; k < xattrs.length; k++) {
+      const [name, value] = xattrs[k]!
       if (!valueFromStat(name, value))
-        yield { text: `ea_get -x ${p} ${quoteArg(name)}`, entry: i, xattr: name }
+        yield { text: `ea_get -x ${p} ${quoteArg(name)}`, entry: i, part: k }
+    }
   }
 }
 
