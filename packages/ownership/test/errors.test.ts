@@ -170,6 +170,57 @@ describe('applyOwnership failures', () => {
     ])
   })
 
+  it('reports every field the read-back finds different, from ls -p, stat and ea_get', async () => {
+    const image = freshImage()
+    // Two records for one path: the later one is what the image ends up holding, so every field
+    // the first one sets differently must be reported for it, and nothing for the second.
+    const long = (c: string): string => Buffer.from(c.repeat(50)).toString('base64')
+    const first: OwnershipEntry = {
+      ...base[2]!,
+      mode: 0o644,
+      mtime: 1_000_000_000,
+      xattrs: { 'user.short': Buffer.from('one').toString('base64'), 'user.long': long('x') },
+    }
+    const second: OwnershipEntry = {
+      ...base[2]!,
+      mode: 0o600,
+      mtime: 1_000_000_001,
+      xattrs: { 'user.short': Buffer.from('two').toString('base64'), 'user.long': long('y') },
+    }
+    const err = await applyOwnership(image, [...base.slice(0, 2), first, second]).catch(
+      (e: unknown) => e,
+    )
+    expect(err).toMatchObject({ code: 'E_OWNERSHIP_MISMATCH' })
+    const found = (err as { mismatches: { field: string }[] }).mismatches
+    expect([...found].sort((a, b) => a.field.localeCompare(b.field))).toEqual([
+      { path: '/etc/hostname', field: 'mode', expected: '0644', actual: '0600' },
+      { path: '/etc/hostname', field: 'mtime', expected: '1000000000', actual: '1000000001' },
+      {
+        path: '/etc/hostname',
+        field: 'xattr user.long', // 50 bytes: read with ea_get
+        expected: Buffer.from('x'.repeat(50)).toString('hex'),
+        actual: Buffer.from('y'.repeat(50)).toString('hex'),
+      },
+      {
+        path: '/etc/hostname',
+        field: 'xattr user.short', // under 40 bytes: read from stat
+        expected: Buffer.from('one').toString('hex'),
+        actual: Buffer.from('two').toString('hex'),
+      },
+    ])
+  })
+
+  it('reports an xattr the manifest does not have', async () => {
+    const image = freshImage()
+    const labelled = { ...base[2]!, xattrs: { 'user.a': Buffer.from('v').toString('base64') } }
+    const err = await applyOwnership(image, [...base, labelled, base[2]!]).catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'E_OWNERSHIP_MISMATCH' })
+    expect((err as { mismatches: unknown[] }).mismatches).toEqual([
+      { path: '/etc/hostname', field: 'xattr names', expected: '(none)', actual: 'user.a' },
+      { path: '/etc/hostname', field: 'xattr names', expected: '(none)', actual: 'user.a' },
+    ])
+  })
+
   it('finds a name listed twice in its directory on read-back', async () => {
     const image = freshImage()
     // debugfs's ln links without checking the name: a second "hostname" entry in /etc.
@@ -202,5 +253,39 @@ describe('applyOwnership failures', () => {
     const ac = new AbortController()
     ac.abort()
     await expect(applyOwnership(image, base, { signal: ac.signal })).rejects.toThrow(/abort/i)
+  })
+})
+
+describe('applyOwnership names', () => {
+  it('verifies names holding the prompt text, quotes and UTF-8', async () => {
+    // debugfs's command loop prints `debugfs:  ` before each command; a name holding it shows in
+    // `ls -p` output mid-line and must not be read as a prompt.
+    const names = ['debugfs:  odd', 'debugfs: one', 'caf\u00e9 \u65e5\u672c', 'q"uote']
+    const tree = join(dir, 'names-tree')
+    mkdirSync(join(tree, 'd'), { recursive: true })
+    for (const n of names) writeFileSync(join(tree, 'd', n), n)
+    const image = join(dir, 'names.ext4')
+    writeFileSync(image, '')
+    await run('truncate', ['-s', '64M', image])
+    await run('mkfs.ext4', ['-F', '-q', '-d', tree, '-E', 'root_owner=0:0', image])
+    const entries: OwnershipEntry[] = [
+      base[0]!,
+      { path: '/d', type: 'directory', mode: 0o750, uid: 1, gid: 2 },
+      ...names.map((n, i) => ({
+        path: `/d/${n}`,
+        type: 'file' as const,
+        mode: 0o600 + i,
+        uid: 1000 + i,
+        gid: 2000 + i,
+        mtime: 1_600_000_000 + i,
+      })),
+    ]
+    await expect(applyOwnership(image, entries)).resolves.toEqual({
+      entries: entries.length,
+      commands: expect.any(Number) as unknown,
+      verified: entries.length,
+    })
+    const s = await statInode(image, `/d/${names[2]!}`)
+    expect([s.mode, s.uid, s.gid, s.mtime]).toEqual([0o602, 1002, 2002, 1_600_000_002])
   })
 })
