@@ -558,7 +558,8 @@ function section(subject, results) {
     )
   }
   lines.push('')
-  return { text: lines.join('\n'), s }
+  const peak = results.rss.length ? Math.max(...results.rss.map((r) => r.hwm ?? 0)) : undefined
+  return { text: lines.join('\n'), s, peak }
 }
 
 async function versions() {
@@ -602,16 +603,22 @@ try {
   }
   if (opts.scale || opts['scale-only']) {
     log('preparing the synthetic scale image (cached after the first build)')
-    const image = await syntheticImage()
     const r = SYNTHETIC_RECIPE
-    const subject = await prepare(
-      `Synthetic scale image (${r.layers} layers × (${r.smallFilesPerLayer} files ≤ ${r.smallMaxBytes / 1024} KiB + ${r.bigFilesPerLayer} × ${r.bigFileBytes / MiB} MiB), random-pool contents)`,
-      image,
-      registry,
-      'bench/synthetic:latest',
-    )
-    subjects.push(subject)
-    sections.push(section(subject, await benchSubject(subject)))
+    const recipe = `${r.smallFilesPerLayer} files ≤ ${r.smallMaxBytes / 1024} KiB + ${r.bigFilesPerLayer} × ${r.bigFileBytes / MiB} MiB`
+    // The same content at half and full size: how cost and memory grow with bytes and files.
+    for (const layers of [r.layers / 2, r.layers]) {
+      const image = await syntheticImage({ layers })
+      const subject = await prepare(
+        layers === r.layers
+          ? `Synthetic scale image (${r.layers} layers × (${recipe}), random-pool contents)`
+          : `Synthetic half (the first ${layers} of its ${r.layers} layers)`,
+        image,
+        registry,
+        `bench/synthetic:${layers}-layers`,
+      )
+      subjects.push(subject)
+      sections.push(section(subject, await benchSubject(subject)))
+    }
   }
 } finally {
   await registry.stop()
@@ -635,12 +642,17 @@ const header = [
   '',
 ]
 const scaling = []
-if (sections.length === 2) {
-  scaling.push('## Scaling (median seconds per GiB of tree and per 10k entries)', '')
+if (sections.length >= 2) {
+  const short = (s) => s.label.split(' (')[0]
   scaling.push(
-    '| method | ' +
-      subjects.map((s) => `${s.label.split(' (')[0]} s/GiB | s/10k entries`).join(' | ') +
-      ' |',
+    '## Scaling',
+    '',
+    "Median seconds per GiB of tree and per 10k entries, and bangerd's peak RSS: cost should grow",
+    'with bytes and entries, memory should not.',
+    '',
+  )
+  scaling.push(
+    '| method | ' + subjects.map((s) => `${short(s)} s/GiB | s/10k entries`).join(' | ') + ' |',
   )
   scaling.push('|---|' + subjects.map(() => '---|---').join('|') + '|')
   for (const key of ['cold', 'warm', 'root', 'rootless', 'floor']) {
@@ -653,7 +665,25 @@ if (sections.length === 2) {
     })
     scaling.push(`| ${key} | ${cells.join(' | ')} |`)
   }
+  scaling.push(
+    `| bangerd peak RSS | ${sections.map((sec) => `${sec.peak ? fmtBytes(sec.peak) : 'n/a'} |`).join(' |')} |`,
+  )
   scaling.push('')
+  const half = subjects.findIndex((s) => s.label.startsWith('Synthetic half'))
+  const full = subjects.findIndex((s) => s.label.startsWith('Synthetic scale'))
+  if (half >= 0 && full >= 0) {
+    const x = (a, b) => (a && b ? `×${(a / b).toFixed(2)}` : 'n/a')
+    const [h, f] = [sections[half], sections[full]]
+    scaling.push(
+      `Synthetic full ÷ half: tree bytes ${x(subjects[full].treeBytes, subjects[half].treeBytes)}, ` +
+        `entries ${x(subjects[full].files, subjects[half].files)}; ` +
+        ['cold', 'warm', 'root', 'rootless', 'floor']
+          .map((k) => `${k} ${x(f.s[k]?.median, h.s[k]?.median)}`)
+          .join(', ') +
+        `; bangerd peak RSS ${x(f.peak, h.peak)}.`,
+      '',
+    )
+  }
 }
 const text = [...header, ...sections.map((s) => s.text), ...scaling].join('\n')
 const outFile = opts.out ?? join(repo, 'bench', 'results', `${date}.md`)

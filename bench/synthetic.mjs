@@ -6,9 +6,11 @@ import { randomBytes, createHash } from 'node:crypto'
 import {
   closeSync,
   existsSync,
+  linkSync,
   mkdirSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -63,8 +65,14 @@ function layerRecipe(k, pool) {
   }
 }
 
-/** The synthetic image (OciImage), built on first use (a few minutes) and cached afterwards. */
-export async function syntheticImage() {
+/**
+ * The synthetic image (OciImage), built on first use (a few minutes) and cached afterwards. With
+ * `layers` below the recipe's, the image made of the full one's first `layers` layers (same blobs,
+ * a config and manifest cut to match): the same content at a fraction of the size, for scaling.
+ */
+export async function syntheticImage({ layers } = {}) {
+  if (layers !== undefined && layers < SYNTHETIC_RECIPE.layers)
+    return firstLayersOf(await syntheticImage(), layers)
   const key = createHash('sha256')
     .update(JSON.stringify(SYNTHETIC_RECIPE))
     .digest('hex')
@@ -86,4 +94,50 @@ export async function syntheticImage() {
     }
   }
   return { ...image, ref: `oci:${image.layout}:${image.tag}` }
+}
+
+const blobPath = (layout, digest) => join(layout, 'blobs', ...digest.split(':'))
+
+function putBlob(layout, text) {
+  const digest = `sha256:${createHash('sha256').update(text).digest('hex')}`
+  writeFileSync(blobPath(layout, digest), text)
+  return { digest, size: Buffer.byteLength(text) }
+}
+
+/** An OCI layout holding `image` cut to its first `count` layers (blobs hardlinked, not copied). */
+function firstLayersOf(image, count) {
+  const final = `${image.layout.replace(/\/layout$/, '')}-first-${count}`
+  const cut = { layout: join(final, 'layout'), tag: image.tag }
+  if (!existsSync(join(final, 'done'))) {
+    const staging = mkdtempSync(`${final}.tmp-`)
+    try {
+      const layout = join(staging, 'layout')
+      mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true })
+      const index = JSON.parse(readFileSync(join(image.layout, 'index.json'), 'utf8'))
+      const manifest = JSON.parse(readFileSync(blobPath(image.layout, index.manifests[0].digest)))
+      const config = JSON.parse(readFileSync(blobPath(image.layout, manifest.config.digest)))
+      config.rootfs.diff_ids = config.rootfs.diff_ids.slice(0, count)
+      // history lists one entry per layer (none is empty_layer here): keep those of the kept layers
+      if (Array.isArray(config.history)) config.history = config.history.slice(0, count)
+      manifest.layers = manifest.layers.slice(0, count)
+      for (const l of manifest.layers)
+        linkSync(blobPath(image.layout, l.digest), blobPath(layout, l.digest))
+      manifest.config = { ...manifest.config, ...putBlob(layout, JSON.stringify(config)) }
+      const m = putBlob(layout, JSON.stringify(manifest))
+      writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }))
+      writeFileSync(
+        join(layout, 'index.json'),
+        JSON.stringify({
+          schemaVersion: 2,
+          manifests: [{ ...index.manifests[0], digest: m.digest, size: m.size }],
+        }),
+      )
+      writeFileSync(join(staging, 'done'), JSON.stringify({ from: image.layout, layers: count }))
+      renameSync(staging, final)
+    } catch (err) {
+      rmSync(staging, { recursive: true, force: true })
+      throw err
+    }
+  }
+  return { ...cut, ref: `oci:${cut.layout}:${cut.tag}` }
 }
