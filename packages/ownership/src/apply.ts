@@ -10,7 +10,7 @@ import {
   runDebugfs,
   type DebugfsCommand,
 } from './debugfs.js'
-import { decodeXattrs, isSpecial, Manifest, mtimeOf, splitPath, TYPE_BITS } from './entries.js'
+import { isSpecial, Manifest, splitPath, TYPE_BITS } from './entries.js'
 import {
   DebugfsCommandError,
   DebugfsMissingError,
@@ -98,7 +98,7 @@ async function writeBatch(
   const wrongType: OwnershipMismatch[] = []
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!
-    const s = listing.slot(i)!
+    const s = listing.slot(i)
     if (!listing.count[s] || (listing.mode[s]! & 0o170000) === TYPE_BITS[e.type]) continue
     const bits = listing.mode[s]! & 0o170000
     const found = Object.entries(TYPE_BITS).find(([, b]) => b === bits)
@@ -113,7 +113,7 @@ async function writeBatch(
 
   // The inode each entry is addressed at: the listing's, or mknod's for device nodes and FIFOs.
   const inodes = new Uint32Array(entries.length)
-  for (let i = 0; i < entries.length; i++) inodes[i] = listing.ino[listing.slot(i)!]!
+  for (let i = 0; i < entries.length; i++) inodes[i] = listing.ino[listing.slot(i)]!
 
   // Values ea_set cannot take inline go through files, one per distinct value.
   const valueFiles = await writeValueFiles(manifest, workDir)
@@ -180,7 +180,7 @@ function* writeCommands(
   // `<ino>` for what the listing found (no directory scan per command); the quoted path for what
   // it did not, so debugfs's own "File not found" names the path.
   const spec = (i: number): string => {
-    const ino = listing.ino[listing.slot(i)!]!
+    const ino = listing.ino[listing.slot(i)]!
     return ino ? `<${ino}>` : quoteArg(entries[i]!.path)
   }
   const isOwner = (i: number): boolean => manifest.ownerOf(i) === i && only(i)
@@ -218,7 +218,7 @@ function* writeCommands(
     if (!isOwner(i)) continue
     const e = entries[i]!
     const p = spec(i)
-    const mtime = mtimeOf(e)
+    const mtime = manifest.mtimeOf(i)
     yield { text: `sif ${p} mode 0${(TYPE_BITS[e.type] | e.mode).toString(8)}`, entry: i, part: 0 }
     // sif's uid/gid fields write i_uid_high/i_gid_high too (checked with uid 100000).
     yield { text: `sif ${p} uid ${e.uid}`, entry: i, part: 0 }
@@ -233,15 +233,15 @@ function* writeCommands(
       const links = manifest.linksOf(i)
       if (links > 1) yield { text: `sif ${p} links_count ${links}`, entry: i, part: 0 }
     }
-    if (e.xattrs === undefined) continue
-    for (const [name, value] of decodeXattrs(e)) {
+    if (!manifest.hasXattrs(i)) continue
+    for (const [name, value] of manifest.xattrsOf(i)) {
       const text = value.toString('latin1')
       if (INLINE_VALUE.test(text))
         yield { text: `ea_set ${p} ${quoteArg(name)} ${text}`, entry: i, part: 0 }
       else {
         // Binary or unusual values go through a file: ea_set C-unescapes inline values and
         // splits them on whitespace.
-        const file = valueFiles.get(e.xattrs[name]!)!
+        const file = valueFiles.get(e.xattrs![name]!)!
         yield { text: `ea_set -f ${quoteArg(file)} ${p} ${quoteArg(name)}`, entry: i, part: 0 }
       }
     }
@@ -254,13 +254,18 @@ function* writeCommands(
  */
 async function writeValueFiles(manifest: Manifest, workDir: string): Promise<Map<string, string>> {
   const files = new Map<string, string>()
-  for (const e of manifest.entries) {
-    if (e.xattrs === undefined) continue
-    for (const name in e.xattrs) {
-      const b64 = e.xattrs[name]!
-      if (!Object.hasOwn(e.xattrs, name) || files.has(b64)) continue
+  const inline = new Set<string>()
+  for (let i = 0; i < manifest.length; i++) {
+    if (!manifest.hasXattrs(i)) continue
+    const { xattrs } = manifest.entries[i]!
+    for (const name in xattrs) {
+      const b64 = xattrs[name]!
+      if (!Object.hasOwn(xattrs, name) || files.has(b64) || inline.has(b64)) continue
       const value = Buffer.from(b64, 'base64')
-      if (INLINE_VALUE.test(value.toString('latin1'))) continue
+      if (INLINE_VALUE.test(value.toString('latin1'))) {
+        inline.add(b64)
+        continue
+      }
       const file = join(workDir, `xattr-${createHash('sha256').update(value).digest('hex')}`)
       await writeFile(file, value)
       files.set(b64, file)
@@ -277,7 +282,9 @@ async function writeValueFiles(manifest: Manifest, workDir: string): Promise<Map
 function mayBeLong(manifest: Manifest, i: number): boolean {
   const e = manifest.entries[i]!
   if (e.path.length > 1000 || manifest.entries[manifest.ownerOf(i)]!.path.length > 1000) return true
-  for (const name in e.xattrs) if (name.length + e.xattrs[name]!.length > 1000) return true
+  if (!manifest.hasXattrs(i)) return false
+  const { xattrs } = e
+  for (const name in xattrs) if (name.length + xattrs[name]!.length > 1000) return true
   return false
 }
 

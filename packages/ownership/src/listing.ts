@@ -83,14 +83,13 @@ export class Listing {
   }
 
   /** The listing's slot for entry i (duplicate paths share the first one's). */
-  slot(i: number): number | undefined {
-    return this.manifest.indexOf(this.manifest.entries[i]!.path)
+  slot(i: number): number {
+    return this.manifest.slotOf(i)
   }
 
   /** Whether the listing found entry i's path. */
   has(i: number): boolean {
-    const s = this.slot(i)
-    return s !== undefined && this.count[s]! > 0
+    return this.count[this.manifest.slotOf(i)]! > 0
   }
 
   /** Adds the `ls -p` output of directory `dir` (a manifest path). */

@@ -1,12 +1,6 @@
 import { quoteArg, runDebugfs, type DebugfsCommand } from './debugfs.js'
 import { lsCommands, Listing } from './listing.js'
-import {
-  DEBUGFS_TYPE_WORD,
-  decodeXattrs,
-  mtimeOf,
-  typeWordOfMode,
-  type Manifest,
-} from './entries.js'
+import { DEBUGFS_TYPE_WORD, typeWordOfMode, type Manifest } from './entries.js'
 import { OwnershipMismatchError, type OwnershipMismatch } from './errors.js'
 
 /** One xattr as `debugfs stat` lists it. */
@@ -221,7 +215,7 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
       const e = entries[entry]!
       if (part === LS) return listing.absorb(e.path, output)
       if (part !== STAT) {
-        const [name, expected] = decodeXattrs(e)[part]!
+        const [name, expected] = manifest.xattrsOf(entry)[part]!
         const actual = parseEaGetHex(output)
         if (!actual || !sameXattrValue(name, expected, actual))
           miss(
@@ -234,7 +228,7 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
       }
       const s = parseStat(output)
       if (!s) return miss(e.path, 'inode', 'a readable inode', printable(output) || 'no output')
-      const mtime = mtimeOf(e)
+      const mtime = manifest.mtimeOf(entry)
       if (mtime !== undefined && s.mtime !== mtime) miss(e.path, 'mtime', mtime, s.mtime)
       if (e.type === 'char' || e.type === 'block') {
         if (s.devMajor !== e.devMajor || s.devMinor !== e.devMinor)
@@ -248,7 +242,7 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
         .map((x) => x.name)
         .filter((n) => !IGNORED_XATTRS.has(n))
         .sort()
-      const expectedXattrs = decodeXattrs(e)
+      const expectedXattrs = manifest.xattrsOf(entry)
       const expected = expectedXattrs.map(([n]) => n).sort()
       if (actual.join(',') !== expected.join(','))
         miss(e.path, 'xattr names', expected.join(',') || '(none)', actual.join(',') || '(none)')
@@ -272,7 +266,7 @@ export async function verifyEntries(batch: VerifyBatch): Promise<number> {
   const octal = (n: number): string => `0${n.toString(8)}`
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!
-    const s = listing.slot(i)!
+    const s = listing.slot(i)
     const owner = manifest.ownerOf(i)
     const want = inodes[owner]!
     const count = listing.count[s]!
@@ -304,8 +298,8 @@ function* verifyCommands(manifest: Manifest, inodes: Uint32Array): Generator<Deb
     const e = entries[i]!
     const p = inodes[i] ? `<${inodes[i]}>` : quoteArg(e.path)
     yield { text: `stat ${p}`, entry: i, part: STAT }
-    if (e.xattrs === undefined) continue
-    const xattrs = decodeXattrs(e)
+    if (!manifest.hasXattrs(i)) continue
+    const xattrs = manifest.xattrsOf(i)
     for (let k = 0; k < xattrs.length; k++) {
       const [name, value] = xattrs[k]!
       if (!valueFromStat(name, value))
