@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
+import { open, rename, unlink } from 'node:fs/promises'
 import { DockerCredentials, defaultDockerConfigPath } from './auth.js'
+import { BlobReadStream, GrowingBlob } from './blob-stream.js'
 import { OciCache, sha256, type IndexEntry } from './cache.js'
 import {
   BlobUnknownError,
@@ -45,20 +46,25 @@ import type {
   PullOptions,
   PullSession,
   RegistryClientOptions,
+  StreamedLayer,
 } from './types.js'
 
-export type ResolvedImage = Omit<PullSession, 'cachedLayers' | 'done'>
+export type ResolvedImage = Omit<PullSession, 'cachedLayers' | 'streamLayers' | 'done'>
 
 /** A resolved image plus how to get its layers into the cache, whatever the source. */
 export interface OpenedImage {
   image: ResolvedImage
   /** The index.json entry recorded once every layer is cached. */
   entry: IndexEntry
-  /** Puts one layer blob into the cache under its digest (temp file, verify, rename). */
+  /**
+   * Puts one layer blob into the cache under its digest (temp file, verify, rename). A source
+   * that can be read while it downloads calls `onStart` once the temp file exists.
+   */
   produce: (
     desc: LayerDescriptor,
     signal: AbortSignal,
     onBytes: (bytes: number) => void,
+    onStart?: (blob: GrowingBlob) => void,
   ) => Promise<void>
   /** Removes whatever temporary files the source needed (an extracted archive). */
   release: () => Promise<void>
@@ -175,7 +181,10 @@ export class RegistryClient {
       : controller.signal
     const limit = limiter(this.concurrency)
     let firstError: unknown
+    // Per layer, what streamLayers reads: this session's download as it grows, or the cache file.
+    const sources = image.layers.map(() => deferred<GrowingBlob>())
     const paths = image.layers.map((descriptor, index) => {
+      const source = sources[index]!
       const task = limit(async () => {
         throwIfAborted(signal)
         let reported = 0
@@ -183,7 +192,7 @@ export class RegistryClient {
         const outcome = await this.ensureBlob(
           descriptor,
           signal,
-          (onBytes) => produce(descriptor, signal, onBytes),
+          (onBytes) => produce(descriptor, signal, onBytes, source.resolve),
           (bytes) => {
             const now = Date.now()
             if (
@@ -209,10 +218,13 @@ export class RegistryClient {
           digest: descriptor.digest,
           cached: outcome !== 'downloaded',
         })
-        return this.cache.blobPath(descriptor.digest)
+        const path = this.cache.blobPath(descriptor.digest)
+        source.resolve(GrowingBlob.cached(path, descriptor)) // no-op when already streaming
+        return path
       }).catch((err: unknown) => {
         if (firstError === undefined) firstError = err
         controller.abort(err)
+        source.reject(err)
         throw err
       })
       task.catch(() => {})
@@ -234,6 +246,22 @@ export class RegistryClient {
         for (const [index, descriptor] of image.layers.entries()) {
           const path = await paths[index]!
           yield { index, descriptor, diffId: diffIds[index]!, path }
+        }
+      },
+      streamLayers: async function* (): AsyncGenerator<StreamedLayer> {
+        for (const [index, descriptor] of image.layers.entries()) {
+          const blob = await sources[index]!.promise
+          let opened = false
+          yield {
+            index,
+            descriptor,
+            diffId: diffIds[index]!,
+            open: () => {
+              if (opened) throw new Error(`layer ${index} of this pull was already opened`)
+              opened = true
+              return new BlobReadStream(blob, signal)
+            },
+          }
         }
       },
     }
@@ -353,7 +381,8 @@ export class RegistryClient {
     return {
       image,
       entry,
-      produce: (desc, layerSignal, onBytes) => this.download(ref, desc, layerSignal, onBytes),
+      produce: (desc, layerSignal, onBytes, onStart) =>
+        this.download(ref, desc, layerSignal, onBytes, onStart),
       release: () => Promise.resolve(),
     }
   }
@@ -472,31 +501,38 @@ export class RegistryClient {
     desc: LayerDescriptor,
     signal: AbortSignal,
     onBytes: (bytes: number) => void,
+    onStart?: (blob: GrowingBlob) => void,
   ): Promise<void> {
     const temp = this.cache.tempPath(desc.digest)
     const cacheError = (what: string, err: unknown): CacheError =>
       new CacheError(this.cache.dir, `cannot ${what} ${temp}: ${(err as Error).message}`, {
         cause: err,
       })
-    const fh = await open(temp, 'wx', 0o644).catch((err: unknown) => {
+    // Read and write: a layer stream reads this descriptor while we write it, and it stays
+    // valid across the rename below.
+    const fh = await open(temp, 'wx+', 0o644).catch((err: unknown) => {
       throw cacheError('create', err)
     })
-    let closed = false
+    const blob = GrowingBlob.writing(fh, this.cache.blobPath(desc.digest), desc)
+    onStart?.(blob)
     try {
       await this.fromEndpoints(ref, signal, (endpoint) =>
-        this.fetchBlobInto(endpoint, ref, desc, fh, signal, onBytes),
+        this.fetchBlobInto(endpoint, ref, desc, blob, signal, onBytes),
       )
+      blob.verified()
       try {
         // Durable before visible: a crash must not leave a named blob with missing data.
         await fh.sync()
-        await fh.close()
-        closed = true
         await rename(temp, this.cache.blobPath(desc.digest))
       } catch (err) {
         throw cacheError('publish', err)
       }
+    } catch (err) {
+      blob.fail(err)
+      throw err
     } finally {
-      if (!closed) await fh.close().catch(() => {})
+      // Closes the descriptor unless a layer stream still reads it (then the stream closes it).
+      await blob.release().catch(() => {})
       await unlink(temp).catch(() => {})
     }
   }
@@ -509,15 +545,17 @@ export class RegistryClient {
     endpoint: Endpoint,
     ref: ImageReference,
     desc: LayerDescriptor,
-    fh: FileHandle,
+    blob: GrowingBlob,
     signal: AbortSignal,
     onBytes: (bytes: number) => void,
   ): Promise<void> {
     const path = `/v2/${ref.repository}/blobs/${desc.digest}`
     const url = endpoint.base + path
+    const fh = blob.handle
     let hash = createHash('sha256')
     let bytes = 0
-    await fh.truncate(0)
+    // A previous endpoint (a mirror) may have written part of the blob.
+    await blob.restart()
     let failures = 0
     let bytesAtFailure = 0
     for (;;) {
@@ -543,7 +581,7 @@ export class RegistryClient {
           hash = createHash('sha256')
           bytes = 0
           bytesAtFailure = 0
-          await fh.truncate(0)
+          await blob.restart()
         }
       } else {
         throw new RegistryHttpError(url, res.statusCode, await errorDetail(res))
@@ -555,6 +593,7 @@ export class RegistryClient {
           await fh.write(chunk, 0, chunk.length, bytes)
           hash.update(chunk)
           bytes += chunk.length
+          blob.wrote(bytes)
           onBytes(bytes)
         }
       } catch (err) {
@@ -619,6 +658,24 @@ async function untilSettledOrAborted(
 }
 
 function noop(): void {}
+
+interface Deferred<T> {
+  promise: Promise<T>
+  resolve: (value: T) => void
+  reject: (reason: unknown) => void
+}
+
+/** A promise settled from outside; its rejection is pre-handled (nobody may be waiting). */
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void
+  let reject!: (reason: unknown) => void
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  promise.catch(noop)
+  return { promise, resolve, reject }
+}
 
 /** Runs at most `n` tasks at once, starting them in the order they were queued. */
 function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {

@@ -213,6 +213,21 @@ export class RangeResponseError extends RegistryError {
   }
 }
 
+export class StreamRestartedError extends RegistryError {
+  override name = 'StreamRestartedError'
+  readonly code = 'E_STREAM_RESTARTED'
+  readonly hint =
+    'Discard everything read from this layer stream; the download carries on, so read the layer again once it is cached (cachedLayers()).'
+  constructor(
+    readonly digest: string,
+    readonly position: number,
+  ) {
+    super(
+      `the download of layer ${digest} restarted from byte 0 after its stream had handed out ${position} bytes`,
+    )
+  }
+}
+
 export class CacheError extends RegistryError {
   override name = 'CacheError'
   readonly code = 'E_CACHE'

@@ -19,5 +19,6 @@ export {
   RegistryHttpError,
   RegistryUnreachableError,
   SizeMismatchError,
+  StreamRestartedError,
   UnsupportedManifestError,
 } from './errors.js'

@@ -1,5 +1,7 @@
 /** Contract of @banger/registry-client. Implementation fills these; shapes are API. */
 
+import type { Readable } from 'node:stream'
+
 /** A parsed image reference, normalised with Docker's rules (`debian` → `docker.io/library/debian:latest`). */
 export interface ImageReference {
   /** Registry host with optional port, e.g. `docker.io`, `localhost:5000`. */
@@ -78,6 +80,22 @@ export interface CachedLayer {
   path: string
 }
 
+/** A layer handed out while it may still be downloading; see `PullSession.streamLayers`. */
+export interface StreamedLayer {
+  index: number
+  descriptor: LayerDescriptor
+  /** DiffID from the config (sha256 of the uncompressed tar), for the flattener to verify. */
+  diffId: string
+  /**
+   * The blob's compressed bytes, from the start. Call at most once (a second call throws).
+   * Ends only after the download was verified (size and sha256); errors, never ends, when the
+   * download fails or is aborted, or restarts from zero after bytes were handed out
+   * (E_STREAM_RESTARTED). Reads 1 MiB at a time on demand; consume it or destroy it, since it
+   * holds a file descriptor until it ends, errors or is destroyed.
+   */
+  open(): Readable
+}
+
 export interface PullSession {
   reference: ImageReference
   /** Name under which the image is recorded in the cache's index.json (`org.opencontainers.image.ref.name`): `formatReference(reference)`. */
@@ -95,6 +113,14 @@ export interface PullSession {
    * download error; aborting the pull's signal stops every download.
    */
   cachedLayers(): AsyncIterable<CachedLayer>
+  /**
+   * Yields each layer, in order, as soon as it is cached or this session has started
+   * downloading it, so a consumer can read a layer while it lands on disk. A layer another
+   * pull in this process is downloading is yielded once that download is cached. Iterate once.
+   * Rejects with the first download error. The streams error when the pull's signal aborts.
+   * Does not change when a blob becomes visible in the cache: only after verification.
+   */
+  streamLayers(): AsyncIterable<StreamedLayer>
   /** Resolves when every blob is in the cache. */
   done: Promise<void>
 }

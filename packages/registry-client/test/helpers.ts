@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto'
-import { createReadStream, readdirSync } from 'node:fs'
+import { createReadStream, readdirSync, readlinkSync } from 'node:fs'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { rm } from 'node:fs/promises'
 import { onTestFinished } from 'vitest'
@@ -61,4 +62,25 @@ export async function drain(session: PullSession): Promise<string[]> {
   for await (const layer of session.cachedLayers()) paths.push(layer.path)
   await session.done
   return paths
+}
+
+/** sha256 of everything a stream yields; rejects with the stream's error. */
+export async function hashStream(stream: Readable): Promise<string> {
+  const hash = createHash('sha256')
+  await pipeline(stream, hash)
+  return `sha256:${hash.digest('hex')}`
+}
+
+/** Paths this process holds open under `dir` (read from /proc/self/fd). */
+export function openFilesUnder(dir: string): string[] {
+  const open: string[] = []
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(join('/proc/self/fd', fd))
+      if (target.startsWith(dir)) open.push(target)
+    } catch {
+      // closed between readdir and readlink (the readdir's own descriptor, for one)
+    }
+  }
+  return open
 }
