@@ -26,6 +26,8 @@ import {
 } from './pipeline.js'
 
 const GiB = 1024 ** 3
+/** Layer blobs are read 1 MiB at a time: each read is a thread-pool round trip. */
+const READ_OPTIONS = { highWaterMark: 1 << 20 }
 const execFileP = promisify(execFile)
 
 export interface PullPipelineOptions {
@@ -230,7 +232,7 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
               onProgress({ type: 'stage', stage: 'flatten' })
             }
             yield {
-              open: () => createReadStream(layer.path),
+              open: () => createReadStream(layer.path, READ_OPTIONS),
               diffId: layer.diffId,
               mediaType: layer.descriptor.mediaType,
               name: layer.descriptor.digest,
@@ -267,7 +269,8 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           const diffIds = session.config.rootfs.diff_ids
           flat = await flattenToDirectory(
             session.layers.map((descriptor, i) => ({
-              open: () => createReadStream(blobPath(options.cacheDir, descriptor.digest)),
+              open: () =>
+                createReadStream(blobPath(options.cacheDir, descriptor.digest), READ_OPTIONS),
               diffId: diffIds[i],
               mediaType: descriptor.mediaType,
               name: descriptor.digest,

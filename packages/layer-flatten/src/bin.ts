@@ -38,7 +38,10 @@ async function main(): Promise<void> {
   }
   const layers: LayerInput[] = values.layout
     ? await layersFromOciLayout(values.layout, values.tag)
-    : positionals.map((path) => ({ name: path, open: () => createReadStream(path) }))
+    : positionals.map((path) => ({
+        name: path,
+        open: () => createReadStream(path, { highWaterMark: 1 << 20 }),
+      }))
   const ac = new AbortController()
   process.once('SIGINT', () => ac.abort(new Error('interrupted')))
   const options = {

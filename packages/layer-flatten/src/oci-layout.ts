@@ -80,6 +80,7 @@ export async function layersFromOciLayout(layout: string, tag?: string): Promise
     name: layer.digest,
     mediaType: layer.mediaType,
     diffId: diffIds[i],
-    open: () => createReadStream(blobPath(layout, layer.digest)),
+    // 1 MiB reads: each read is a thread-pool round trip.
+    open: () => createReadStream(blobPath(layout, layer.digest), { highWaterMark: 1 << 20 }),
   }))
 }
