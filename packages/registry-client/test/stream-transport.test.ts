@@ -127,11 +127,16 @@ describe('streamLayers under transport failures', () => {
     const layer = image.layers[0]!
     const wrong = Buffer.from(layer)
     wrong[wrong.length - 1]! ^= 0xff
+    const allRead = gate()
     const fake = await startFake({
       image,
-      blob: (ctx) => {
+      blob: async (ctx) => {
         if (ctx.data !== layer) return false
-        ctx.res.writeHead(200, { 'content-length': wrong.length }).end(wrong)
+        // Chunked, so the body (and the verdict) ends only when the follower has every byte.
+        ctx.res.writeHead(200)
+        ctx.res.write(wrong)
+        await allRead.opened
+        ctx.res.end()
         return true
       },
     })
@@ -139,11 +144,17 @@ describe('streamLayers under transport failures', () => {
     const session = await client(cacheDir).pull(`${fake.host}/app:1`)
     const stream = (await firstLayer(session)).open()
     let ended = false
+    let bytes = 0
     stream.on('end', () => (ended = true))
+    stream.on('data', (chunk: Buffer) => {
+      bytes += chunk.length
+      if (bytes === layer.length) allRead.open()
+    })
     const err = await hashStream(stream).catch((e: unknown) => e)
     expect(err).toMatchObject({ code: 'E_DIGEST_MISMATCH' })
     await expect(session.done).rejects.toBe(err)
-    // Every byte was on disk before the verdict; the stream still must not end.
+    // Every byte was handed out before the verdict; the stream still must not end.
+    expect(bytes).toBe(layer.length)
     expect(ended).toBe(false)
     expect(cachedBlobs(cacheDir)).not.toContain(sha(layer))
     expect(tempFiles(cacheDir)).toEqual([])
