@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import type { PullSession, StreamedLayer } from '../src/index.js'
-import { fakeImage, sha, startFake, type BlobContext } from './fake-registry.js'
+import { fakeImage, sendThenReset, sha, startFake, type BlobContext } from './fake-registry.js'
 import {
   cachedBlobs,
   client,
@@ -118,6 +118,38 @@ describe('streamLayers under transport failures', () => {
       expect(
         fake.blobRequests().filter((r) => r.path.endsWith(sha(layer)))[1]!.headers.range,
       ).toMatch(/^bytes=\d+-$/)
+      expect(openFilesUnder(cacheDir)).toEqual([])
+    },
+  )
+
+  it(
+    'follows a restart from zero silently while it has handed out nothing',
+    { timeout: 20_000 },
+    async () => {
+      const image = fakeImage([300_000])
+      const layer = image.layers[0]!
+      const fake = await startFake({
+        image,
+        blob: async (ctx) => {
+          if (ctx.data !== layer) return false
+          if (ctx.attempt === 0) {
+            await sendThenReset(ctx.res, ctx.data, 100_000)
+            return true
+          }
+          ctx.res.writeHead(200, { 'content-length': ctx.data.length })
+          ctx.res.end(ctx.data) // ignores Range
+          return true
+        },
+      })
+      const cacheDir = await tempCache()
+      const session = await client(cacheDir).pull(`${fake.host}/app:1`)
+      // Opened (it holds the download's descriptor) but not read until the restart is over.
+      const stream = (await firstLayer(session)).open()
+      await session.done
+      const gets = fake.blobRequests().filter((r) => r.path.endsWith(sha(layer)))
+      expect(gets).toHaveLength(2)
+      expect(gets[1]!.headers.range).toMatch(/^bytes=\d+-$/)
+      expect(await hashStream(stream)).toBe(sha(layer))
       expect(openFilesUnder(cacheDir)).toEqual([])
     },
   )
