@@ -248,6 +248,27 @@ describe('applyOwnership failures', () => {
     await expect(applyOwnership(junk, base)).rejects.toMatchObject({ code: 'E_DEBUGFS_FAILED' })
   })
 
+  it('stops debugfs and rejects when the signal aborts mid-batch', async () => {
+    const image = freshImage()
+    const entries: OwnershipEntry[] = [
+      ...base,
+      ...Array.from({ length: 3000 }, (_, i) => ({
+        path: `/etc/fifo${i}`,
+        type: 'fifo' as const,
+        mode: 0o600,
+        uid: i,
+        gid: i,
+      })),
+    ]
+    const ac = new AbortController()
+    const started = Date.now()
+    const applying = applyOwnership(image, entries, { signal: ac.signal })
+    setTimeout(() => ac.abort(), 20)
+    await expect(applying).rejects.toMatchObject({ name: 'AbortError' })
+    // Unstopped, the listing, 3000 mknods with their sifs and the read-back take over a second.
+    expect(Date.now() - started).toBeLessThan(1000)
+  })
+
   it('honours an aborted signal before starting', async () => {
     const image = freshImage()
     const ac = new AbortController()
