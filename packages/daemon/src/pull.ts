@@ -223,21 +223,34 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           'resolved',
         )
 
-        // Flatten each layer as soon as it is in the cache, while later ones download.
+        // Flatten each layer while it downloads: the stream ends only once the blob is verified
+        // and errors otherwise, and the flattener checks each layer's DiffID from the (verified)
+        // config, so nothing unverified survives a pull that succeeds.
         let flattenStarted = false
         async function* layers(): AsyncGenerator<LayerInput> {
-          for await (const layer of session.cachedLayers()) {
+          for await (const layer of session.streamLayers()) {
             if (!flattenStarted) {
               flattenStarted = true
               onProgress({ type: 'stage', stage: 'flatten' })
             }
             yield {
-              open: () => createReadStream(layer.path, READ_OPTIONS),
+              open: () => layer.open(),
               diffId: layer.diffId,
               mediaType: layer.descriptor.mediaType,
               name: layer.descriptor.digest,
             }
           }
+        }
+        /** The layers again, from the blob cache (an OCI layout, so blobs/sha256/<hex>). */
+        const cachedLayers = (): LayerInput[] => {
+          const diffIds = session.config.rootfs.diff_ids
+          return session.layers.map((descriptor, i) => ({
+            open: () =>
+              createReadStream(blobPath(options.cacheDir, descriptor.digest), READ_OPTIONS),
+            diffId: diffIds[i],
+            mediaType: descriptor.mediaType,
+            name: descriptor.digest,
+          }))
         }
         const compressed = session.layers.reduce((sum, l) => sum + l.size, 0)
         const scratch = await scratchFor(options.memoryDir, job.tmpDir, compressed)
@@ -258,26 +271,25 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
             session.done,
           ])
         } catch (err) {
-          if (!inMemory || !outOfScratch(err)) throw err
-          // Layers that expand far more than usual filled the memory budget: free it and replay
-          // from the blob cache (an OCI layout, so blobs/sha256/<hex>) on disk.
-          log.warn({ err, tree }, 'tree did not fit in memory; flattening again on disk')
+          const restarted = (err as { code?: string }).code === 'E_STREAM_RESTARTED'
+          const tooBig = inMemory && outOfScratch(err)
+          if (!restarted && !tooBig) throw err
+          if (tooBig)
+            // Layers that expand far more than usual filled the memory budget: free it and
+            // replay from the blob cache on disk.
+            log.warn({ err, tree }, 'tree did not fit in memory; flattening again on disk')
+          // A server that ignored Range made a download start over under the flattener's feet:
+          // what it read is void, so replay from the cache once every blob is in.
+          else
+            log.warn({ err, tree }, 'a layer download restarted; flattening again from the cache')
           await removeAll(tree!)
           await session.done
-          rootDir = await newTree(job.tmpDir)
-          inMemory = false
-          const diffIds = session.config.rootfs.diff_ids
-          flat = await flattenToDirectory(
-            session.layers.map((descriptor, i) => ({
-              open: () =>
-                createReadStream(blobPath(options.cacheDir, descriptor.digest), READ_OPTIONS),
-              diffId: diffIds[i],
-              mediaType: descriptor.mediaType,
-              name: descriptor.digest,
-            })),
-            rootDir,
-            { signal },
-          )
+          if (tooBig) inMemory = false
+          rootDir = await newTree(tooBig ? job.tmpDir : scratch.base)
+          flat = await flattenToDirectory(cachedLayers(), rootDir, {
+            signal,
+            ...(inMemory && scratch.maxBytes ? { limits: { maxBytes: scratch.maxBytes } } : {}),
+          })
         }
         log.info({ tree, memory: inMemory }, 'tree placed')
         log.info({ totals: flat.totals }, 'flattened')
