@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { access, constants, open, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DebugfsFailedError, DebugfsMissingError, UnencodableNameError } from './errors.js'
@@ -131,15 +132,20 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<number> {
       signal,
     })
     let exitedFlag = false
+    let onExit: () => void = () => {}
+    /** Settles when debugfs has gone, however: the writer waits on it as well as on stdin. */
+    const gone = new Promise<void>((resolve) => (onExit = resolve))
     const exited = new Promise<number | null>((resolve, reject) => {
       child.once('error', (err: NodeJS.ErrnoException) => {
         exitedFlag = true
+        onExit()
         if (err.code === 'ENOENT' || err.code === 'EACCES')
           reject(new DebugfsMissingError(binary, { cause: err }))
         else reject(err)
       })
       child.once('close', (code) => {
         exitedFlag = true
+        onExit()
         resolve(code)
       })
     })
@@ -161,15 +167,8 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<number> {
         const text = lines.join('\n') + '\n'
         lines = []
         if (!stdin.write(text) && !stdin.destroyed)
-          await new Promise<void>((resolve) => {
-            const go = (): void => {
-              stdin.off('drain', go)
-              stdin.off('close', go)
-              resolve()
-            }
-            stdin.on('drain', go)
-            stdin.on('close', go)
-          })
+          // An EPIPE ends the wait too; the loop then stops on `destroyed`.
+          await Promise.race([once(stdin, 'drain').catch(() => {}), gone])
       }
       try {
         for (const command of batch.commands) {
@@ -177,7 +176,7 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<number> {
           checkCommand(command.text)
           while (sent - answered === MAX_IN_FLIGHT && !exitedFlag) {
             await flush()
-            await new Promise<void>((resolve) => (wakeWriter = resolve))
+            await Promise.race([new Promise<void>((resolve) => (wakeWriter = resolve)), gone])
           }
           if (exitedFlag) break
           entries[sent % MAX_IN_FLIGHT] = command.entry
@@ -223,7 +222,11 @@ export async function runDebugfs(batch: DebugfsBatch): Promise<number> {
       wakeWriter?.()
       return splitter.end()
     })()
-    const [code, , epilogue] = await Promise.all([exited, writer, reader])
+    // Every side settles before the output file goes, whichever fails first.
+    const [exit, written, read] = await Promise.allSettled([exited, writer, reader])
+    for (const side of [exit, written, read]) if (side.status === 'rejected') throw side.reason
+    const code = (exit as PromiseFulfilledResult<number | null>).value
+    const epilogue = (read as PromiseFulfilledResult<string>).value
 
     const unexpected = [...preamble, epilogue]
       .join('\n')
