@@ -166,7 +166,9 @@ export class RegistryClient {
   /**
    * Resolves like `resolve`, emits `resolved`, then downloads the layers in the background
    * (`concurrency` at a time, in layer order) into the cache. `cachedLayers()` yields each
-   * layer in order once its blob is verified; `done` resolves when all are cached and the
+   * layer in order once its blob is verified; `streamLayers()` yields each layer in order as
+   * soon as it is cached or this session starts downloading it, with a stream that follows the
+   * download and ends only once it is verified; `done` resolves when all are cached and the
    * image is recorded in index.json. The first download error aborts the others and rejects
    * both. Aborting `options.signal` stops every download and leaves no partial blob.
    */
