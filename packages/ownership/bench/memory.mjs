@@ -1,4 +1,4 @@
-// Peak RSS of applyOwnership's stage: node bench/memory.mjs <entries> <entriesPerDir> apply|manifest
+// Peak RSS of applyOwnership's stage: node bench/memory.mjs <entries> <entriesPerDir> <mode> <dir>
 // Run each mode under `/usr/bin/time -f '%M KB'`; the stage's increment is apply minus manifest.
 // Both modes build the same manifest in this process; `manifest` then stops without applying. The
 // tree and image come from `prepare` beforehand, so mkfs and the file writes stay out of the figure.
