@@ -1,7 +1,6 @@
 // A real Debian bookworm (debootstrap, systemd, openssh) pulled through bangerd as the
 // unprivileged user: the realistic case, with cold and warm timings printed for the record.
-import { chmodSync, statSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { statSync } from 'node:fs'
 import {
   debianImage,
   e2fsck,
@@ -12,22 +11,15 @@ import {
 } from '@banger/test-support'
 import { expect, it, onTestFinished } from 'vitest'
 import type { PullProgress } from '../src/rpc/index.js'
-import { spawnDaemon, userEnv } from './spawn.js'
+import { fakeKernel, startDaemon, userEnv } from './spawn.js'
 
 it('pulls Debian bookworm into a bootable-looking, fsck-clean image; warm re-pull is faster', async () => {
   const registry = await startRegistry()
   onTestFinished(() => registry.stop())
   const ref = await pushImage(await debianImage(), registry, 'debian:bookworm')
   const e = userEnv()
-  const d = await spawnDaemon(e)
-  onTestFinished(async () => {
-    d.client.close()
-    d.child.kill('SIGTERM')
-    await d.exited
-  })
-  const kernelPath = join(e.root, 'vmlinuz')
-  writeFileSync(kernelPath, 'fake kernel\n')
-  chmodSync(kernelPath, 0o644)
+  const d = await startDaemon(e)
+  const kernelPath = fakeKernel(e)
   await d.client.call('kernel.add', { name: 'k', kernelPath, default: true })
 
   const stageAt: Partial<Record<string, number>> = {}

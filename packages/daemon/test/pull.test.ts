@@ -25,9 +25,16 @@ import {
   type OciImage,
   type TestRegistry,
 } from '@banger/test-support'
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { PullProgress } from '../src/rpc/index.js'
-import { runDaemonOnce, spawnDaemon, userEnv, type RunningDaemon, type UserEnv } from './spawn.js'
+import {
+  fakeKernel,
+  runDaemonOnce,
+  spawnDaemon,
+  startDaemon,
+  userEnv,
+  type UserEnv,
+} from './spawn.js'
 
 let registry: TestRegistry
 let image: OciImage
@@ -62,14 +69,6 @@ async function smallImage(marker: string, extraBytes = 0): Promise<OciImage> {
   ])
 }
 
-/** A kernel file readable by the daemon's user: any file works as a kernel path for a record. */
-function fakeKernel(e: UserEnv): string {
-  const path = join(e.root, 'vmlinuz')
-  writeFileSync(path, 'fake kernel\n')
-  chmodSync(path, 0o644)
-  return path
-}
-
 function blobGets(reg: TestRegistry): Map<string, number> {
   const counts = new Map<string, number>()
   for (const r of reg.requests()) {
@@ -98,17 +97,7 @@ function leftovers(e: UserEnv): string[] {
   ]
 }
 
-async function start(e: UserEnv): Promise<RunningDaemon> {
-  const d = await spawnDaemon(e)
-  onTestFinished(async () => {
-    d.client.close()
-    if (d.child.exitCode === null) {
-      d.child.kill('SIGTERM')
-      await d.exited
-    }
-  })
-  return d
-}
+const start = startDaemon
 
 beforeAll(async () => {
   registry = await startRegistry()

@@ -13,7 +13,7 @@ import {
   type TestRegistry,
 } from '@banger/test-support'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
-import { spawnDaemon, userEnv, type UserEnv } from './spawn.js'
+import { fakeKernel, startDaemon, userEnv, type UserEnv } from './spawn.js'
 
 let registry: TestRegistry
 let ref: string
@@ -53,17 +53,8 @@ function daemonLog(e: UserEnv): LogLine[] {
  * waits for background work). Resolves to the first pull's rootfs.
  */
 async function pullWith(e: UserEnv, times = 1): Promise<string> {
-  const kernel = join(e.root, 'vmlinuz')
-  writeFileSync(kernel, 'fake kernel\n')
-  chmodSync(kernel, 0o644)
-  const d = await spawnDaemon(e)
-  onTestFinished(async () => {
-    d.client.close()
-    if (d.child.exitCode === null) {
-      d.child.kill('SIGTERM')
-      await d.exited
-    }
-  })
+  const kernel = fakeKernel(e)
+  const d = await startDaemon(e)
   const records = []
   for (let i = 0; i < times; i++) {
     const record = await d.client.call('image.pull', { ref, kernelPath: kernel, name: `s${i}` })

@@ -1,7 +1,8 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { chownSync, mkdirSync, readFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { testUser, userTempDir } from '@banger/test-support'
+import { onTestFinished } from 'vitest'
 import { connectDaemon, type DaemonClient } from '../src/rpc/index.js'
 import { waitFor } from './helpers.js'
 
@@ -122,4 +123,25 @@ export function runDaemonOnce(
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
     child.once('close', (code) => resolve({ code, stdout, stderr }))
   })
+}
+
+/** spawnDaemon, stopped (SIGTERM, then waited for) when the test finishes. */
+export async function startDaemon(e: UserEnv): Promise<RunningDaemon> {
+  const d = await spawnDaemon(e)
+  onTestFinished(async () => {
+    d.client.close()
+    if (d.child.exitCode === null) {
+      d.child.kill('SIGTERM')
+      await d.exited
+    }
+  })
+  return d
+}
+
+/** A kernel file readable by the daemon's user: any file works as a kernel path for a record. */
+export function fakeKernel(e: UserEnv): string {
+  const path = join(e.root, 'vmlinuz')
+  writeFileSync(path, 'fake kernel\n')
+  chmodSync(path, 0o644)
+  return path
 }

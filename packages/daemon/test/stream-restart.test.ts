@@ -3,7 +3,7 @@
 // must notice, replay the layers from the blob cache once they are in, and still publish a
 // correct image. A real registry will not do that on demand, so a proxy in front of one does.
 import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { request, createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -15,8 +15,8 @@ import {
   startRegistry,
   type TestRegistry,
 } from '@banger/test-support'
-import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest'
-import { spawnDaemon, userEnv } from './spawn.js'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { fakeKernel, startDaemon, userEnv } from './spawn.js'
 
 let registry: TestRegistry
 let proxy: Server
@@ -93,17 +93,8 @@ afterAll(async () => {
 
 it('replays from the cache when a layer download restarts mid-flatten, and publishes a correct image', async () => {
   const e = userEnv()
-  const kernel = join(e.root, 'vmlinuz')
-  writeFileSync(kernel, 'fake kernel\n')
-  chmodSync(kernel, 0o644)
-  const d = await spawnDaemon(e)
-  onTestFinished(async () => {
-    d.client.close()
-    if (d.child.exitCode === null) {
-      d.child.kill('SIGTERM')
-      await d.exited
-    }
-  })
+  const kernel = fakeKernel(e)
+  const d = await startDaemon(e)
   const record = await d.client.call('image.pull', {
     ref: `${proxyHost}/restart/img:1`,
     kernelPath: kernel,
