@@ -126,17 +126,17 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
     return client
   }
 
-  // Work still running after its pull returned (warm-pull cache stores), and the stores by entry.
+  // Work still running after its pull returned (warm-pull cache stores).
   const pending = new Set<Promise<void>>()
-  const stores = new Map<string, Promise<void>>()
-  const background = (work: Promise<void>, entry: string | undefined): void => {
-    const done = work.finally(() => {
-      pending.delete(done)
-      if (entry !== undefined && stores.get(entry) === done) stores.delete(entry)
-    })
+  const background = (work: Promise<void>): void => {
+    const done = work.finally(() => pending.delete(done))
     pending.add(done)
-    if (entry !== undefined) stores.set(entry, done)
   }
+  /**
+   * Warm-pull cache stores in flight, by entry: the memory image being copied in, and the warm
+   * pulls copying from that same image meanwhile (it is removed only once they are done).
+   */
+  const stores = new Map<string, { source: string; readers: Set<Promise<unknown>> }>()
 
   return {
     async close() {
@@ -155,10 +155,21 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
       if (options.rootfsCacheDir) {
         const resolved = await client.resolve(ref, { platform: job.platform, signal })
         const entry = cacheEntry(options.rootfsCacheDir, resolved.manifestDigest, job)
-        await stores.get(entry)
-        if (await copySparse(entry, job.rootfsPath, signal)) {
+        // A store of this entry still running: copy from the image it copies, in parallel.
+        const inFlight = stores.get(entry)
+        let read: Promise<boolean>
+        if (inFlight) {
+          read = copySparse(inFlight.source, job.rootfsPath, signal)
+          inFlight.readers.add(read)
+          void read.finally(() => inFlight.readers.delete(read)).catch(() => undefined)
+        } else read = copySparse(entry, job.rootfsPath, signal)
+        if (await read) {
           log.info(
-            { manifestDigest: resolved.manifestDigest, entry },
+            {
+              manifestDigest: resolved.manifestDigest,
+              entry,
+              from: inFlight ? 'the image being stored' : 'the cache entry',
+            },
             'warm pull: rootfs from cache',
           )
           onProgress({ type: 'stage', stage: 'build' })
@@ -344,9 +355,11 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           await copySparse(workImage, job.rootfsPath, signal)
           log.info('image copied to the state dir')
           // The warm-pull cache is filled from the memory image after the pull returns: the user
-          // does not wait for a second 1 GiB copy, and a warm pull of the entry waits for it.
+          // does not wait for a second 1 GiB copy, and a warm pull meanwhile copies the same image.
           const dir = tree!
           tree = undefined
+          const store = { source: workImage, readers: new Set<Promise<unknown>>() }
+          if (cached) stores.set(cached, store)
           background(
             (cached ? storeInCache(workImage, cached) : Promise.resolve())
               .catch((err: unknown) =>
@@ -355,8 +368,12 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
                   'could not store the rootfs in the warm-pull cache',
                 ),
               )
+              .then(async () => {
+                // No new readers once the entry is in; the image goes when the last one is done.
+                if (cached && stores.get(cached) === store) stores.delete(cached)
+                while (store.readers.size) await Promise.allSettled([...store.readers])
+              })
               .finally(() => removeAll(dir)),
-            cached,
           )
         } else if (cached) {
           await storeInCache(job.rootfsPath, cached, signal).catch((err: unknown) =>
