@@ -1,8 +1,20 @@
-import { existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { ensureDir, removeTree } from './files.js'
+import { copySparse, ensureDir, removeTree } from './files.js'
 
 function temp(): string {
   const dir = mkdtempSync(join(tmpdir(), 'bd-files-'))
@@ -47,5 +59,38 @@ describe('removeTree', () => {
     expect(existsSync(tree)).toBe(false)
     expect(existsSync('/etc/passwd')).toBe(true)
     await expect(removeTree(join(root, 'never-there'))).resolves.toBeUndefined()
+  })
+})
+
+describe('copySparse', () => {
+  /** A file with data at both ends and a 6 MiB hole between. */
+  function holey(path: string, dataBytes: number): Buffer {
+    const head = randomBytes(dataBytes)
+    const tail = randomBytes(dataBytes)
+    const size = 2 * dataBytes + 6 * 1024 * 1024
+    const fd = openSync(path, 'w')
+    writeSync(fd, head, 0, head.length, 0)
+    writeSync(fd, tail, 0, tail.length, size - tail.length)
+    closeSync(fd)
+    return readFileSync(path)
+  }
+
+  it.each([
+    ['a mostly allocated file, direct (dd on ext4)', 16 * 1024 * 1024],
+    ['a mostly empty file, direct (cp keeps its holes)', 512 * 1024],
+  ])('copies %s byte for byte and keeps the hole', async (_what, dataBytes) => {
+    const root = temp()
+    const want = holey(join(root, 'src'), dataBytes)
+    expect(await copySparse(join(root, 'src'), join(root, 'dest'), undefined, true)).toBe(true)
+    expect(readFileSync(join(root, 'dest')).equals(want)).toBe(true)
+    const st = statSync(join(root, 'dest'))
+    // At least the 4 MiB-aligned middle of the 6 MiB hole stays unallocated.
+    expect(st.blocks * 512).toBeLessThanOrEqual(st.size - 4 * 1024 * 1024)
+  })
+
+  it('resolves false for a missing source', async () => {
+    const root = temp()
+    expect(await copySparse(join(root, 'nope'), join(root, 'dest'))).toBe(false)
+    expect(existsSync(join(root, 'dest'))).toBe(false)
   })
 })

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { constants } from 'node:fs'
-import { cp, copyFile, mkdir, rm, stat } from 'node:fs/promises'
+import { cp, copyFile, mkdir, rm, stat, statfs } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { ERROR_CODES, RPC_ERROR, RpcError } from './rpc/index.js'
 
@@ -120,5 +120,56 @@ export async function ensureDir(path: string, mode = 0o700): Promise<void> {
         continue
       throw err
     }
+  }
+}
+
+/**
+ * Copy keeping holes (and sharing blocks where the filesystem can reflink). Not fs.copyFile:
+ * without reflink support it writes every zero of a sparse 1 GiB image (measured: 33 MiB on
+ * disk becomes 1.1 GiB). Resolves false when `src` does not exist.
+ *
+ * `direct`, for copies nobody waits to read (the cache entry, and a warm pull's image copied
+ * beside it): onto ext4 (no reflink there) and from a mostly allocated image, `dd oflag=direct
+ * conv=sparse` instead, around the page cache, so two big copies do not pile up dirty pages
+ * together (a 54k-entry, 1.2 GiB image: two cp at once took 3.5 s in the daemon here, two dd
+ * 1.1 s). dd only skips whole all-zero 4 MiB blocks, so a sparse, scattered image (Debian's: 300
+ * MB over 1 GiB, which dd would store as 1 GiB) goes through cp, which keeps every hole.
+ */
+export async function copySparse(
+  src: string,
+  dest: string,
+  signal?: AbortSignal,
+  direct = false,
+): Promise<boolean> {
+  let info
+  try {
+    info = await stat(src)
+  } catch {
+    return false
+  }
+  if (direct && info.blocks * 512 > info.size / 2 && (await isExt4(dirname(dest)))) {
+    try {
+      await execFileP(
+        'dd',
+        [`if=${src}`, `of=${dest}`, 'bs=4M', 'oflag=direct', 'conv=sparse', 'status=none'],
+        { signal },
+      )
+      return true
+    } catch (err) {
+      if (signal?.aborted) throw err
+      await rm(dest, { force: true })
+    }
+  }
+  await execFileP('cp', ['--reflink=auto', '--sparse=always', '--', src, dest], { signal })
+  return true
+}
+
+const EXT4_MAGIC = 0xef53
+
+async function isExt4(dir: string): Promise<boolean> {
+  try {
+    return (await statfs(dir)).type === EXT4_MAGIC
+  } catch {
+    return false
   }
 }

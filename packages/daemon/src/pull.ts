@@ -1,9 +1,7 @@
 import { createReadStream } from 'node:fs'
-import { execFile } from 'node:child_process'
-import { access, mkdir, mkdtemp, rename, rm, stat, statfs } from 'node:fs/promises'
+import { mkdir, mkdtemp, rename, rm, stat, statfs } from 'node:fs/promises'
 import { freemem } from 'node:os'
 import { dirname, join } from 'node:path'
-import { promisify } from 'node:util'
 import { buildExt4, planExt4Size } from '@banger/ext4-build'
 import { injectGuest } from '@banger/guest-inject'
 import { flattenToDirectory, type FlattenResult, type LayerInput } from '@banger/layer-flatten'
@@ -16,7 +14,7 @@ import {
   type PullSession,
 } from '@banger/registry-client'
 import type { BangerConfig } from './config.js'
-import { ensureDir, removeAll, removeTree } from './files.js'
+import { copySparse, ensureDir, removeAll, removeTree } from './files.js'
 import {
   TMP_TREE_PREFIX,
   type ParsedReference,
@@ -28,7 +26,6 @@ import {
 const GiB = 1024 ** 3
 /** Layer blobs are read 1 MiB at a time: each read is a thread-pool round trip. */
 const READ_OPTIONS = { highWaterMark: 1 << 20 }
-const execFileP = promisify(execFile)
 
 export interface PullPipelineOptions {
   cacheDir: string
@@ -155,14 +152,14 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
       if (options.rootfsCacheDir) {
         const resolved = await client.resolve(ref, { platform: job.platform, signal })
         const entry = cacheEntry(options.rootfsCacheDir, resolved.manifestDigest, job)
-        // A store of this entry still running: copy from the image it copies, in parallel.
+        // A store of this entry still running: copy the memory image it copies, meanwhile.
         const inFlight = stores.get(entry)
         let read: Promise<boolean>
         if (inFlight) {
           read = copySparse(inFlight.source, job.rootfsPath, signal, true)
           inFlight.readers.add(read)
           void read.finally(() => inFlight.readers.delete(read)).catch(() => undefined)
-        } else read = copySparse(entry, job.rootfsPath, signal, true)
+        } else read = copySparse(entry, job.rootfsPath, signal)
         if (await read) {
           log.info(
             {
@@ -358,16 +355,14 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           // does not wait for a second 1 GiB copy, and a warm pull meanwhile copies the same image.
           const dir = tree!
           tree = undefined
+          const stored = (cached ? storeInCache(workImage, cached) : Promise.resolve()).catch(
+            (err: unknown) =>
+              log.warn({ err, entry: cached }, 'could not store the rootfs in the warm-pull cache'),
+          )
           const store = { source: workImage, readers: new Set<Promise<unknown>>() }
           if (cached) stores.set(cached, store)
           background(
-            (cached ? storeInCache(workImage, cached) : Promise.resolve())
-              .catch((err: unknown) =>
-                log.warn(
-                  { err, entry: cached },
-                  'could not store the rootfs in the warm-pull cache',
-                ),
-              )
+            stored
               .then(async () => {
                 // No new readers once the entry is in; the image goes when the last one is done.
                 if (cached && stores.get(cached) === store) stores.delete(cached)
@@ -418,53 +413,6 @@ function cacheEntry(dir: string, manifestDigest: string, job: PullJob): string {
   const hex = manifestDigest.split(':')[1] ?? manifestDigest
   const platform = job.platform.replace(/\//g, '_')
   return join(dir, `${hex}-${platform}-${job.sizeBytes ?? 'auto'}.ext4`)
-}
-
-/**
- * Copy keeping holes (and sharing blocks where the filesystem can reflink). Not fs.copyFile:
- * without reflink support it writes every zero of a sparse 1 GiB image (measured: 33 MiB on
- * disk becomes 1.1 GiB). Resolves false when `src` does not exist.
- *
- * `direct`: onto ext4 (no reflink there), `dd oflag=direct conv=sparse` instead, which bypasses the
- * page cache: for copies nobody reads soon (the cache entry, a warm pull's image), so they neither
- * evict what is hot nor pile up dirty pages behind the publish copy. cp if dd refuses.
- */
-async function copySparse(
-  src: string,
-  dest: string,
-  signal?: AbortSignal,
-  direct = false,
-): Promise<boolean> {
-  try {
-    await access(src)
-  } catch {
-    return false
-  }
-  if (direct && (await isExt4(dirname(dest)))) {
-    try {
-      await execFileP(
-        'dd',
-        [`if=${src}`, `of=${dest}`, 'bs=4M', 'oflag=direct', 'conv=sparse', 'status=none'],
-        { signal },
-      )
-      return true
-    } catch (err) {
-      if (signal?.aborted) throw err
-      await rm(dest, { force: true })
-    }
-  }
-  await execFileP('cp', ['--reflink=auto', '--sparse=always', '--', src, dest], { signal })
-  return true
-}
-
-const EXT4_MAGIC = 0xef53
-
-async function isExt4(dir: string): Promise<boolean> {
-  try {
-    return (await statfs(dir)).type === EXT4_MAGIC
-  } catch {
-    return false
-  }
 }
 
 async function storeInCache(src: string, entry: string, signal?: AbortSignal): Promise<void> {
