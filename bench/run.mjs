@@ -678,7 +678,7 @@ if (sections.length >= 2) {
     scaling.push(`| ${key} | ${cells.join(' | ')} |`)
   }
   scaling.push(
-    `| bangerd peak RSS | ${sections.map((sec) => `${sec.peak ? fmtBytes(sec.peak) : 'n/a'} |`).join(' |')} |`,
+    `| bangerd peak RSS | ${sections.map((sec) => `${sec.peak ? fmtBytes(sec.peak) : 'n/a'} | —`).join(' | ')} |`,
   )
   scaling.push('')
   const half = subjects.findIndex((s) => s.label.startsWith('Synthetic half'))

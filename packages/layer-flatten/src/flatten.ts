@@ -31,6 +31,32 @@ const placeOf = (layer: LayerInput, index: number): ErrorPlace => ({
   layer: layer.name ? `#${index} ${layer.name}` : `#${index}`,
 })
 
+/** Reads every layer, oldest first, into `replay`; resolves to the layers and their DiffIDs. */
+async function replayLayers(
+  layers: Layers,
+  replay: Replay,
+  budget: ReturnType<typeof budgetFor>,
+  signal: AbortSignal | undefined,
+): Promise<{ inputs: LayerInput[]; diffIds: string[] }> {
+  const inputs: LayerInput[] = []
+  const diffIds: string[] = []
+  for await (const layer of layers) {
+    const layerIndex = inputs.length
+    inputs.push(layer)
+    const place = placeOf(layer, layerIndex)
+    diffIds.push(
+      await readLayer(
+        layer,
+        place,
+        budget,
+        (entry, body, ordinal) => replay.apply(entry, body, layerIndex, ordinal, place),
+        signal,
+      ),
+    )
+  }
+  return { inputs, diffIds }
+}
+
 /**
  * Replays `layers` (oldest first) into `dest`, which must not exist or be an empty directory.
  * Pulls the next layer from the iterable only once the previous one is fully replayed, so a
@@ -52,19 +78,7 @@ export async function flattenToDirectory(
   signal?.throwIfAborted()
   await prepareDest(dest)
   const replay = new Replay(dest)
-  const budget = budgetFor(options.limits)
-  let index = 0
-  for await (const layer of layers) {
-    const layerIndex = index++
-    const place = placeOf(layer, layerIndex)
-    await readLayer(
-      layer,
-      place,
-      budget,
-      (entry, body, ordinal) => replay.apply(entry, body, layerIndex, ordinal, place),
-      signal,
-    )
-  }
+  await replayLayers(layers, replay, budgetFor(options.limits), signal)
   signal?.throwIfAborted()
   await replay.finishDisk()
   return replay.manifest()
@@ -90,22 +104,7 @@ export async function flattenToTar(
   signal?.throwIfAborted()
   const replay = new Replay(null)
   const budget = budgetFor(options.limits)
-  const inputs: LayerInput[] = []
-  const diffIds: string[] = []
-  for await (const layer of layers) {
-    const layerIndex = inputs.length
-    inputs.push(layer)
-    const place = placeOf(layer, layerIndex)
-    diffIds.push(
-      await readLayer(
-        layer,
-        place,
-        budget,
-        (entry, body, ordinal) => replay.apply(entry, body, layerIndex, ordinal, place),
-        signal,
-      ),
-    )
-  }
+  const { inputs, diffIds } = await replayLayers(layers, replay, budget, signal)
   const { result, inodes } = replay.manifestWithInodes()
 
   const out = output as Writable
