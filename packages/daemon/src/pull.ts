@@ -65,13 +65,24 @@ async function scratchFor(
   if (!memoryDir) return { base: diskDir }
   try {
     await ensureDir(memoryDir)
-    const fs = await statfs(memoryDir)
-    const budget = Math.floor(Math.min(fs.bavail * fs.bsize, freemem()) / 2)
-    if (compressedBytes * EXPANSION_ESTIMATE <= budget) return { base: memoryDir, maxBytes: budget }
   } catch {
     // No usable tmpfs (absent, not writable): disk it is.
+    return { base: diskDir }
   }
+  const budget = await memoryBudget(memoryDir)
+  if (budget > 0 && compressedBytes * EXPANSION_ESTIMATE <= budget)
+    return { base: memoryDir, maxBytes: budget }
   return { base: diskDir }
+}
+
+/** Half of what is free both in the tmpfs at `dir` and in RAM, now; 0 if `dir` is unusable. */
+async function memoryBudget(dir: string): Promise<number> {
+  try {
+    const fs = await statfs(dir)
+    return Math.floor(Math.min(fs.bavail * fs.bsize, freemem()) / 2)
+  } catch {
+    return 0
+  }
 }
 
 /**
@@ -81,16 +92,6 @@ async function scratchFor(
  */
 function imageDataEstimate(totals: FlattenResult['totals']): number {
   return totals.bytes + totals.inodes * 4096 + 256 * 1024 ** 2
-}
-
-/** Whether `bytes` fit in half of what is free both in the tmpfs at `dir` and in RAM, now. */
-async function fitsInMemory(dir: string, bytes: number): Promise<boolean> {
-  try {
-    const fs = await statfs(dir)
-    return bytes <= Math.min(fs.bavail * fs.bsize, freemem()) / 2
-  } catch {
-    return false
-  }
 }
 
 /** The flattener ran out of the memory budget or the tmpfs filled: worth one more try on disk. */
@@ -235,30 +236,28 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
         // and errors otherwise, and the flattener checks each layer's DiffID from the (verified)
         // config, so nothing unverified survives a pull that succeeds.
         let flattenStarted = false
+        const input = (
+          layer: { descriptor: { digest: string; mediaType: string }; diffId: string },
+          open: LayerInput['open'],
+        ): LayerInput => ({
+          open,
+          diffId: layer.diffId,
+          mediaType: layer.descriptor.mediaType,
+          name: layer.descriptor.digest,
+        })
         async function* layers(): AsyncGenerator<LayerInput> {
           for await (const layer of session.streamLayers()) {
             if (!flattenStarted) {
               flattenStarted = true
               onProgress({ type: 'stage', stage: 'flatten' })
             }
-            yield {
-              open: () => layer.open(),
-              diffId: layer.diffId,
-              mediaType: layer.descriptor.mediaType,
-              name: layer.descriptor.digest,
-            }
+            yield input(layer, () => layer.open())
           }
         }
-        /** The layers again, from the blob cache (an OCI layout, so blobs/sha256/<hex>). */
-        const cachedLayers = (): LayerInput[] => {
-          const diffIds = session.config.rootfs.diff_ids
-          return session.layers.map((descriptor, i) => ({
-            open: () =>
-              createReadStream(blobPath(options.cacheDir, descriptor.digest), READ_OPTIONS),
-            diffId: diffIds[i],
-            mediaType: descriptor.mediaType,
-            name: descriptor.digest,
-          }))
+        /** The layers again, from the blob cache (every blob is in once `session.done` is). */
+        async function* cachedLayers(): AsyncGenerator<LayerInput> {
+          for await (const layer of session.cachedLayers())
+            yield input(layer, () => createReadStream(layer.path, READ_OPTIONS))
         }
         const compressed = session.layers.reduce((sum, l) => sum + l.size, 0)
         const scratch = await scratchFor(options.memoryDir, job.tmpDir, compressed)
@@ -310,7 +309,7 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
         // copied to the state dir once: mkfs's 4 KiB writes and debugfs's cost less on tmpfs
         // than on a disk file (54k-entry image: mkfs 6.4 s in the daemon against 2.8 s).
         let workImage =
-          inMemory && (await fitsInMemory(options.memoryDir!, imageDataEstimate(flat.totals)))
+          inMemory && imageDataEstimate(flat.totals) <= (await memoryBudget(options.memoryDir!))
             ? join(tree!, 'rootfs.ext4')
             : job.rootfsPath
         const build = (output: string) =>
@@ -348,6 +347,11 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
         const cached = options.rootfsCacheDir
           ? cacheEntry(options.rootfsCacheDir, session.manifestDigest, job)
           : undefined
+        // The cache is an optimisation: a failed store is logged, never the pull's failure.
+        const store = (from: string, entry: string, abort?: AbortSignal): Promise<void> =>
+          storeInCache(from, entry, abort).catch((err: unknown) =>
+            log.warn({ err, entry }, 'could not store the rootfs in the warm-pull cache'),
+          )
         if (workImage !== job.rootfsPath) {
           await copySparse(workImage, job.rootfsPath, signal)
           log.info('image copied to the state dir')
@@ -355,26 +359,19 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           // does not wait for a second 1 GiB copy, and a warm pull meanwhile copies the same image.
           const dir = tree!
           tree = undefined
-          const stored = (cached ? storeInCache(workImage, cached) : Promise.resolve()).catch(
-            (err: unknown) =>
-              log.warn({ err, entry: cached }, 'could not store the rootfs in the warm-pull cache'),
-          )
-          const store = { source: workImage, readers: new Set<Promise<unknown>>() }
-          if (cached) stores.set(cached, store)
+          const stored = cached ? store(workImage, cached) : Promise.resolve()
+          const inStore = { source: workImage, readers: new Set<Promise<unknown>>() }
+          if (cached) stores.set(cached, inStore)
           background(
             stored
               .then(async () => {
                 // No new readers once the entry is in; the image goes when the last one is done.
-                if (cached && stores.get(cached) === store) stores.delete(cached)
-                while (store.readers.size) await Promise.allSettled([...store.readers])
+                if (cached && stores.get(cached) === inStore) stores.delete(cached)
+                while (inStore.readers.size) await Promise.allSettled([...inStore.readers])
               })
               .finally(() => removeAll(dir)),
           )
-        } else if (cached) {
-          await storeInCache(job.rootfsPath, cached, signal).catch((err: unknown) =>
-            log.warn({ err, entry: cached }, 'could not store the rootfs in the warm-pull cache'),
-          )
-        }
+        } else if (cached) await store(job.rootfsPath, cached, signal)
         const injectedFiles = await inject(job, job.rootfsPath)
         return {
           manifestDigest: session.manifestDigest,
@@ -388,11 +385,6 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
       }
     },
   }
-}
-
-function blobPath(cacheDir: string, digest: string): string {
-  const [algorithm, hex] = digest.split(':')
-  return join(cacheDir, 'blobs', algorithm!, hex!)
 }
 
 async function inject(job: PullJob, rootfsPath: string): Promise<string[]> {
