@@ -8,6 +8,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
+  bangerUserHome,
   debianImage,
   pushImage,
   run,
@@ -297,29 +298,6 @@ async function bangerStageOf(line) {
   return stageLabels.find(([, label]) => line.trim() === label)?.[0]
 }
 
-let publicKey
-async function benchPublicKey() {
-  if (!publicKey) {
-    const dir = join(tmpdir(), `banger-bench-key-${process.pid}`)
-    rmSync(dir, { recursive: true, force: true })
-    mkdirSync(dir)
-    await run('ssh-keygen', [
-      '-q',
-      '-t',
-      'ed25519',
-      '-N',
-      '',
-      '-C',
-      'banger-bench',
-      '-f',
-      join(dir, 'key'),
-    ])
-    publicKey = readFileSync(join(dir, 'key.pub'), 'utf8').trim()
-    rmSync(dir, { recursive: true, force: true })
-  }
-  return publicKey
-}
-
 /** The error a failed CLI run printed: its `banger: …` lines, else its last line. */
 function cliError(what, r) {
   const lines = r.stderr.trim().split('\n')
@@ -330,20 +308,8 @@ function cliError(what, r) {
 /** Cold pull into an empty state/cache, then a warm re-pull under a new name, as the test user. */
 async function bangerPulls(subject) {
   if (!existsSync(banger)) throw new Error(`${banger} is not built`)
-  const home = userTempDir('banger-bench-home')
-  const env = {
-    XDG_STATE_HOME: join(home, 'state'),
-    XDG_CACHE_HOME: join(home, 'cache'),
-    XDG_CONFIG_HOME: join(home, 'config'),
-    XDG_RUNTIME_DIR: join(home, 'run'),
-  }
-  // A pull needs an SSH public key to inject; the test user has none, so the config names one.
-  mkdirSync(join(env.XDG_CONFIG_HOME, 'banger'), { recursive: true })
-  writeFileSync(
-    join(env.XDG_CONFIG_HOME, 'banger', 'config.json'),
-    JSON.stringify({ authorizedKeys: [await benchPublicKey()] }),
-  )
-  await run('chown', ['-R', `${user.uid}:${user.gid}`, home])
+  // Own XDG dirs, and a config naming an SSH public key (a pull needs one to inject).
+  const { home, env } = await bangerUserHome('banger-bench-home')
   const cli = (args) => spawnTimed('node', [banger, ...args], { asUser: true, env })
   const kernel = readdirSync('/boot').find((f) => f.startsWith('vmlinuz-'))
   let sampler

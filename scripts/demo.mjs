@@ -2,27 +2,23 @@
 // The main job on a fresh machine, which reaches no public registry: start a real registry on
 // loopback, push a Debian bookworm image built with debootstrap into it, then run the real
 // `banger` CLI (as an unprivileged user when started as root) to pull it into a bootable ext4.
-import { readFileSync, readdirSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
+  bangerUserHome,
   debianImage,
   e2fsck,
   pushImage,
   run,
   runAsUser,
   startRegistry,
-  userTempDir,
 } from '../test-support/dist/index.js'
 
 const repo = resolve(import.meta.dirname, '..')
 const banger = join(repo, 'packages/cli/dist/bin.js')
-const home = userTempDir('banger-demo')
-const env = {
-  XDG_STATE_HOME: join(home, 'state'),
-  XDG_CACHE_HOME: join(home, 'cache'),
-  XDG_CONFIG_HOME: join(home, 'config'),
-  XDG_RUNTIME_DIR: join(home, 'run'),
-}
+// A private banger for the test user, whose config names a throwaway SSH key (a real user's
+// ~/.ssh/id_ed25519.pub is picked up instead).
+const { env } = await bangerUserHome('banger-demo')
 
 async function step(title, cmd, args) {
   console.log(`\n$ ${[cmd, ...args].join(' ')}`)
@@ -32,16 +28,6 @@ async function step(title, cmd, args) {
   if (result.code !== 0) throw new Error(`${title} failed (exit ${result.code})`)
   return result
 }
-
-// The image gets a throwaway SSH key (a real user's ~/.ssh/id_ed25519.pub is picked up instead).
-const key = join(home, 'id_ed25519')
-await runAsUser('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key], { check: true })
-await runAsUser('mkdir', ['-p', join(env.XDG_CONFIG_HOME, 'banger')], { check: true })
-const config = join(env.XDG_CONFIG_HOME, 'banger', 'config.json')
-await runAsUser('tee', [config], {
-  check: true,
-  input: JSON.stringify({ authorizedKeys: [readFileSync(`${key}.pub`, 'utf8').trim()] }),
-})
 
 console.log('building the sample image (debootstrap, cached after the first run)…')
 const image = await debianImage()

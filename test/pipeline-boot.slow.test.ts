@@ -3,11 +3,12 @@
 // the real `banger` CLI as the unprivileged test user, and the ext4 it records boots under qemu
 // (as that user too) with the kernel and initrd from banger's catalog, to an sshd that lets the
 // test key in, runs commands as root and presents a host key of its own.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import {
+  bangerUserHome,
   bootVm,
   debianImage,
   pushImage,
@@ -15,8 +16,6 @@ import {
   run,
   runAsUser,
   startRegistry,
-  testUser,
-  userTempDir,
   type OciImage,
 } from '../test-support/dist/index.js'
 
@@ -94,24 +93,7 @@ describe.skipIf(!KERNEL_RELEASE)('pulled by banger, booted under qemu', () => {
     const ref = await pushImage(image, registry, 'pipeline/debian:bookworm')
 
     // A private banger for the test user (isolated XDG dirs), with a fresh key in its config.
-    const user = testUser()
-    const home = userTempDir('pipeline-boot')
-    const env = {
-      XDG_STATE_HOME: join(home, 'state'),
-      XDG_CACHE_HOME: join(home, 'cache'),
-      XDG_CONFIG_HOME: join(home, 'config'),
-      XDG_RUNTIME_DIR: join(home, 'run'),
-    }
-    const keyDir = mkdtempSync(join(tmpdir(), 'pipeline-boot-key-'))
-    onTestFinished(() => rmSync(keyDir, { recursive: true, force: true }))
-    const key = join(keyDir, 'id_ed25519')
-    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'pipeline-boot', '-f', key])
-    mkdirSync(join(env.XDG_CONFIG_HOME, 'banger'), { recursive: true })
-    writeFileSync(
-      join(env.XDG_CONFIG_HOME, 'banger', 'config.json'),
-      JSON.stringify({ authorizedKeys: [readFileSync(`${key}.pub`, 'utf8').trim()] }),
-    )
-    await run('chown', ['-R', `${user.uid}:${user.gid}`, home])
+    const { env, keyPath: key } = await bangerUserHome('pipeline-boot')
 
     const banger = async (args: string[]): Promise<string> => {
       const r = await runAsUser('node', [BANGER_BIN, ...args], { env, timeoutMs: 20 * 60_000 })

@@ -18,7 +18,15 @@ export {
   type OciImage,
   type PushOptions,
 } from './images.js'
-export { runAsUser, testUser, userTempDir, type RunAsUserOptions, type TestUser } from './user.js'
+export {
+  bangerUserHome,
+  runAsUser,
+  testUser,
+  userTempDir,
+  type BangerUserHome,
+  type RunAsUserOptions,
+  type TestUser,
+} from './user.js'
 export {
   debugfs,
   e2fsck,

@@ -1,4 +1,4 @@
-import { chownSync, mkdtempSync, rmSync } from 'node:fs'
+import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -97,4 +97,43 @@ export function runAsUser(
     gid: user.gid,
     check: options.check ?? false,
   })
+}
+
+export interface BangerUserHome {
+  /** The user-owned directory holding everything below. */
+  home: string
+  /** XDG_STATE_HOME, XDG_CACHE_HOME, XDG_CONFIG_HOME and XDG_RUNTIME_DIR, all inside `home`. */
+  env: Record<string, string>
+  /** A fresh ed25519 private key (no passphrase); its public half is in banger's config. */
+  keyPath: string
+  publicKey: string
+}
+
+/**
+ * A private banger for the test user: its own XDG state, cache, config and runtime dirs under a
+ * new user-owned temp dir, and a `banger/config.json` listing a fresh SSH public key (banger
+ * refuses to build an image nobody can log in to). Pass `env` to `runAsUser`.
+ */
+export async function bangerUserHome(prefix: string): Promise<BangerUserHome> {
+  const user = testUser()
+  const home = userTempDir(prefix)
+  const env = {
+    XDG_STATE_HOME: join(home, 'state'),
+    XDG_CACHE_HOME: join(home, 'cache'),
+    XDG_CONFIG_HOME: join(home, 'config'),
+    XDG_RUNTIME_DIR: join(home, 'run'),
+  }
+  const keyPath = join(home, 'id_ed25519')
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', prefix, '-f', keyPath], {
+    check: true,
+  })
+  const publicKey = readFileSync(`${keyPath}.pub`, 'utf8').trim()
+  mkdirSync(join(env.XDG_CONFIG_HOME, 'banger'), { recursive: true })
+  writeFileSync(
+    join(env.XDG_CONFIG_HOME, 'banger', 'config.json'),
+    JSON.stringify({ authorizedKeys: [publicKey] }),
+  )
+  // ssh only objects to a key others can read when it is the caller's own: root may use it.
+  await run('chown', ['-R', `${user.uid}:${user.gid}`, home], { check: true })
+  return { home, env, keyPath, publicKey }
 }

@@ -1,7 +1,6 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { run, runAsUser, testUser, userTempDir } from '../../test-support/dist/index.js'
+import { readdirSync, rmSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { bangerUserHome, runAsUser } from '../../test-support/dist/index.js'
 
 export const BANGER_BIN = resolve(import.meta.dirname, '../../packages/cli/dist/bin.js')
 
@@ -29,26 +28,7 @@ export interface BangerSession {
  * to), and the host's kernel (or any file) as the default kernel.
  */
 export async function startBanger(): Promise<BangerSession> {
-  const user = testUser()
-  const home = userTempDir('banger-eqv')
-  const env = {
-    XDG_STATE_HOME: join(home, 'state'),
-    XDG_CACHE_HOME: join(home, 'cache'),
-    XDG_CONFIG_HOME: join(home, 'config'),
-    XDG_RUNTIME_DIR: join(home, 'run'),
-  }
-  const keyDir = join(tmpdir(), `banger-eqv-key-${process.pid}`)
-  rmSync(keyDir, { recursive: true, force: true })
-  mkdirSync(keyDir)
-  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'eqv', '-f', join(keyDir, 'k')])
-  const key = readFileSync(join(keyDir, 'k.pub'), 'utf8').trim()
-  rmSync(keyDir, { recursive: true, force: true })
-  mkdirSync(join(env.XDG_CONFIG_HOME, 'banger'), { recursive: true })
-  writeFileSync(
-    join(env.XDG_CONFIG_HOME, 'banger', 'config.json'),
-    JSON.stringify({ authorizedKeys: [key] }),
-  )
-  await run('chown', ['-R', `${user.uid}:${user.gid}`, home])
+  const { home, env } = await bangerUserHome('banger-eqv')
 
   const cli = async (args: string[]): Promise<string> => {
     const r = await runAsUser('node', [BANGER_BIN, ...args], { env, timeoutMs: 20 * 60_000 })
