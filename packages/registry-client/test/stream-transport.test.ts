@@ -1,8 +1,16 @@
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import type { PullSession, StreamedLayer } from '../src/index.js'
-import { fakeImage, sendThenReset, sha, startFake, type BlobContext } from './fake-registry.js'
+import type { PullOptions, PullSession, StreamedLayer } from '../src/index.js'
+import {
+  fakeImage,
+  sendThenReset,
+  sha,
+  startFake,
+  type BlobContext,
+  type FakeRegistry,
+  type SeenRequest,
+} from './fake-registry.js'
 import {
   cachedBlobs,
   client,
@@ -17,6 +25,28 @@ import {
 async function firstLayer(session: PullSession): Promise<StreamedLayer> {
   for await (const layer of session.streamLayers()) return layer
   throw new Error('no layers')
+}
+
+/** Pulls the fake's image into a fresh cache and opens its first layer's stream. */
+async function pullAndStream(
+  fake: FakeRegistry,
+  options?: PullOptions,
+): Promise<{ cacheDir: string; session: PullSession; stream: Readable }> {
+  const cacheDir = await tempCache()
+  const session = await client(cacheDir).pull(`${fake.host}/app:1`, options)
+  const stream = (await firstLayer(session)).open()
+  return { cacheDir, session, stream }
+}
+
+/** The GETs the fake saw for `layer`'s blob. */
+const blobGets = (fake: FakeRegistry, layer: Buffer): SeenRequest[] =>
+  fake.blobRequests().filter((r) => r.path.endsWith(sha(layer)))
+
+/** Answers with the whole blob, as a 200, whatever Range asked for. */
+function sendWhole(ctx: BlobContext): true {
+  ctx.res.writeHead(200, { 'content-length': ctx.data.length })
+  ctx.res.end(ctx.data)
+  return true
 }
 
 /** Resolves with the stream's first chunk's length, once it has been read. */
@@ -59,9 +89,7 @@ describe('streamLayers under transport failures', () => {
           return true
         },
       })
-      const cacheDir = await tempCache()
-      const session = await client(cacheDir).pull(`${fake.host}/app:1`)
-      const stream = (await firstLayer(session)).open()
+      const { cacheDir, session, stream } = await pullAndStream(fake)
       const first = firstData(stream)
       const digest = hashStream(stream)
       // The stream has handed bytes out before the connection breaks.
@@ -69,7 +97,7 @@ describe('streamLayers under transport failures', () => {
       streamed.open()
       expect(await digest).toBe(sha(layer))
       await session.done
-      const gets = fake.blobRequests().filter((r) => r.path.endsWith(sha(layer)))
+      const gets = blobGets(fake, layer)
       expect(gets).toHaveLength(2)
       expect(Number(/^bytes=(\d+)-$/.exec(gets[1]!.headers.range ?? '')?.[1])).toBeGreaterThan(0)
       expect(openFilesUnder(cacheDir)).toEqual([])
@@ -91,14 +119,10 @@ describe('streamLayers under transport failures', () => {
             await sendUntilThenReset(ctx, 100_000, streamed.opened)
             return true
           }
-          ctx.res.writeHead(200, { 'content-length': ctx.data.length })
-          ctx.res.end(ctx.data) // ignores Range
-          return true
+          return sendWhole(ctx)
         },
       })
-      const cacheDir = await tempCache()
-      const session = await client(cacheDir).pull(`${fake.host}/app:1`)
-      const stream = (await firstLayer(session)).open()
+      const { cacheDir, session, stream } = await pullAndStream(fake)
       let ended = false
       stream.on('end', () => (ended = true))
       const first = firstData(stream)
@@ -115,9 +139,7 @@ describe('streamLayers under transport failures', () => {
       expect(await hashFile(join(cacheDir, 'blobs', 'sha256', sha(layer).slice(7)))).toBe(
         sha(layer),
       )
-      expect(
-        fake.blobRequests().filter((r) => r.path.endsWith(sha(layer)))[1]!.headers.range,
-      ).toMatch(/^bytes=\d+-$/)
+      expect(blobGets(fake, layer)[1]!.headers.range).toMatch(/^bytes=\d+-$/)
       expect(openFilesUnder(cacheDir)).toEqual([])
     },
   )
@@ -136,17 +158,13 @@ describe('streamLayers under transport failures', () => {
             await sendThenReset(ctx.res, ctx.data, 100_000)
             return true
           }
-          ctx.res.writeHead(200, { 'content-length': ctx.data.length })
-          ctx.res.end(ctx.data) // ignores Range
-          return true
+          return sendWhole(ctx)
         },
       })
-      const cacheDir = await tempCache()
-      const session = await client(cacheDir).pull(`${fake.host}/app:1`)
       // Opened (it holds the download's descriptor) but not read until the restart is over.
-      const stream = (await firstLayer(session)).open()
+      const { cacheDir, session, stream } = await pullAndStream(fake)
       await session.done
-      const gets = fake.blobRequests().filter((r) => r.path.endsWith(sha(layer)))
+      const gets = blobGets(fake, layer)
       expect(gets).toHaveLength(2)
       expect(gets[1]!.headers.range).toMatch(/^bytes=\d+-$/)
       expect(await hashStream(stream)).toBe(sha(layer))
@@ -172,9 +190,7 @@ describe('streamLayers under transport failures', () => {
         return true
       },
     })
-    const cacheDir = await tempCache()
-    const session = await client(cacheDir).pull(`${fake.host}/app:1`)
-    const stream = (await firstLayer(session)).open()
+    const { cacheDir, session, stream } = await pullAndStream(fake)
     let ended = false
     let bytes = 0
     stream.on('end', () => (ended = true))
@@ -209,12 +225,10 @@ describe('streamLayers under transport failures', () => {
           return true
         },
       })
-      const cacheDir = await tempCache()
       const controller = new AbortController()
-      const session = await client(cacheDir).pull(`${fake.host}/app:1`, {
+      const { cacheDir, session, stream } = await pullAndStream(fake, {
         signal: controller.signal,
       })
-      const stream = (await firstLayer(session)).open()
       const first = firstData(stream)
       const digest = hashStream(stream)
       expect(await first).toBeGreaterThan(0)
@@ -248,9 +262,7 @@ describe('streamLayers under transport failures', () => {
           return true
         },
       })
-      const cacheDir = await tempCache()
-      const session = await client(cacheDir).pull(`${fake.host}/app:1`)
-      const stream = (await firstLayer(session)).open()
+      const { cacheDir, session, stream } = await pullAndStream(fake)
       expect(await firstData(stream)).toBeGreaterThan(0)
       // The download's descriptor and ours are one; destroying must not close it under the writer.
       await new Promise<void>((resolve) => stream.destroy().once('close', resolve))
@@ -270,9 +282,7 @@ describe('streamLayers under transport failures', () => {
       const image = fakeImage([8 * 1024 * 1024])
       const layer = image.layers[0]!
       const fake = await startFake({ image })
-      const cacheDir = await tempCache()
-      const session = await client(cacheDir).pull(`${fake.host}/app:1`)
-      const stream = (await firstLayer(session)).open()
+      const { cacheDir, session, stream } = await pullAndStream(fake)
       stream.read(0) // start reading, then stop consuming
       await session.done
       await new Promise((r) => setTimeout(r, 100))
@@ -281,7 +291,7 @@ describe('streamLayers under transport failures', () => {
       // The download finished and let go; the stream still reads the renamed file through its
       // own reference, to the last byte.
       expect(await hashStream(stream)).toBe(sha(layer))
-      expect(fake.blobRequests().filter((r) => r.path.endsWith(sha(layer)))).toHaveLength(1)
+      expect(blobGets(fake, layer)).toHaveLength(1)
       expect(openFilesUnder(cacheDir)).toEqual([])
     },
   )
