@@ -33,6 +33,13 @@ export interface BuildExt4Options {
   hashSeed?: string
   /** Seconds since the epoch used for every mkfs timestamp. */
   timestamp?: number
+  /**
+   * `'root'` (default): a caller other than root runs mkfs in a user namespace that maps it to root
+   * (`unshare --map-root-user`), where its own files read as root's, so every inode is written 0:0
+   * (files of other users would read as 65534). Root, and hosts without user namespaces, run mkfs
+   * as is: owners stay the tree's (`Ext4Image.owners` says which). `'tree'`: always as is.
+   */
+  owners?: 'root' | 'tree'
   signal?: AbortSignal
 }
 
@@ -42,4 +49,9 @@ export interface Ext4Image {
   blockSize: number
   blockCount: number
   inodeCount: number
+  /**
+   * `'root'`: every inode mkfs wrote is 0:0 (built in a user namespace); `'tree'`: owners are the
+   * tree's as on disk (run as root, asked for, or no user namespaces here).
+   */
+  owners: 'root' | 'tree'
 }

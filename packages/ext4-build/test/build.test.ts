@@ -90,9 +90,24 @@ describe('buildExt4 as an unprivileged user', () => {
     const hard = await statInode(output, '/usr/lib/hard')
     expect(hard.inode).toBe(hostname.inode)
     expect(hostname.links).toBe(2)
+    // mkfs ran in a user namespace mapping the user to root: the user's files are root's.
+    expect(image.owners).toBe('root')
+    expect([hostname.uid, hostname.gid]).toEqual([0, 0])
+    expect((await statInode(output, '/usr/lib/deep/er')).uid).toBe(0)
     expect((await statInode(output, '/usr/lib/link')).linkTarget).toBe('../../etc/hostname')
     expect((await statInode(output, '/etc/secret')).mode).toBe(0o600)
     expect(await debugfs(output, ['stats'])).toMatch(/Filesystem volume name:\s+bangerroot/)
+  })
+
+  it("keeps the tree's owners with owners: 'tree'", async () => {
+    const dir = userTempDir('ext4-owners')
+    const output = join(dir, 'rootfs.ext4')
+    const { image } = await buildAsUser(dir, { output, sizeBytes: 64 << 20, owners: 'tree' })
+    expect(image.owners).toBe('tree')
+    const hostname = await statInode(output, '/etc/hostname')
+    expect([hostname.uid, hostname.gid]).toEqual([testUser().uid, testUser().gid])
+    const root = await statInode(output, '/')
+    expect([root.uid, root.gid]).toEqual([0, 0]) // root_owner still applies
   })
 
   it('gives byte-identical images for the same tree and options, whatever the host times', async () => {
