@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { errorLines, parseStat, quotePath, splitByCommand } from './debugfs.js'
+import { PROMPT, PromptSplitter, errorLines, parseStat, quotePath } from './debugfs.js'
 
 const STAT_LINK = `Inode: 2522   Type: symlink    Mode:  0777   Flags: 0x0
 Generation: 0    Version: 0x00000000:00000000
@@ -24,15 +24,31 @@ describe('debugfs output parsing', () => {
     expect(parseStat('')).toBeUndefined()
   })
 
-  it('splits -f output per echoed command, empty where a command printed nothing', () => {
-    const out = `debugfs: stat "/a"\n${STAT_LINK}debugfs: stat "/missing"\ndebugfs: stat "/b"\nInode: 3\n`
-    const chunks = splitByCommand(out)
-    expect(chunks).toHaveLength(3)
-    expect(parseStat(chunks[0]!)?.fastLink).toBe('/lib/systemd/systemd')
-    expect(chunks[1]).toBe('')
+  it('cuts the transcript at prompts, empty where a command printed nothing', () => {
+    const transcript = `debugfs 1.47.0 (5-Feb-2023)\n${PROMPT}${STAT_LINK}${PROMPT}${PROMPT}Inode: 3\n${PROMPT}`
+    // Odd-sized chunks: a prompt may arrive cut in two.
+    for (const size of [1, 3, 7, transcript.length]) {
+      const chunks: string[] = []
+      const splitter = new PromptSplitter((output) => chunks.push(output))
+      for (let i = 0; i < transcript.length; i += size) splitter.push(transcript.slice(i, i + size))
+      expect(chunks).toHaveLength(4)
+      expect(chunks[0]).toBe('debugfs 1.47.0 (5-Feb-2023)\n')
+      expect(parseStat(chunks[1]!)?.fastLink).toBe('/lib/systemd/systemd')
+      expect(chunks[2]).toBe('')
+      expect(chunks[3]).toBe('Inode: 3\n')
+      expect(splitter.rest()).toBe('')
+    }
   })
 
-  it('treats every stderr line but the banner as a failure', () => {
+  it('takes a prompt only at a line start', () => {
+    const chunks: string[] = []
+    const splitter = new PromptSplitter((output) => chunks.push(output))
+    splitter.push(`${PROMPT}name with ${PROMPT}inside\n${PROMPT}after`)
+    expect(chunks).toEqual(['', `name with ${PROMPT}inside\n`])
+    expect(splitter.rest()).toBe('after')
+  })
+
+  it('treats every line but the banner and notices as a failure', () => {
     const stderr =
       'debugfs 1.47.0 (5-Feb-2023)\ncatastrophic mode - not reading inode or group bitmaps\n' +
       'write: Could not allocate inode in ext2 filesystem \n'

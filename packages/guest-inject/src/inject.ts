@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join, posix } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { DebugfsCommandError, GuestPathError } from './errors.js'
-import { ImageReader, quotePath, runWriteScript, type InodeInfo } from './debugfs.js'
+import { quotePath, withImageReader, type ImageReader, type InodeInfo } from './debugfs.js'
 import { FIRST_BOOT_PROGRAM, busyboxInittab, sysvinitInittab } from './inittab.js'
 import { inspectImage } from './inspect.js'
 import type { GuestInspection, InjectOptions, InjectResult } from './types.js'
@@ -219,13 +219,27 @@ async function buildScript(
   return { commands, createdDirs }
 }
 
-/** See index.ts for the contract. */
+/**
+ * See index.ts for the contract. One `debugfs -w` session does it all: the inspection, the
+ * lstat of every touched path, the writes and the read-back, which sees what a later process
+ * will see once this one has written the image out on close.
+ */
 export async function inject(imagePath: string, options: InjectOptions): Promise<InjectResult> {
   const { signal } = options
   const keys = validateAuthorizedKeys(options.authorizedKeys)
   const hostname = options.hostname === undefined ? undefined : validateHostname(options.hostname)
-  const reader = new ImageReader(imagePath, signal)
-  await reader.open()
+  return withImageReader(imagePath, { write: true, signal }, (reader) =>
+    injectOpened(reader, keys, hostname, signal),
+  )
+}
+
+async function injectOpened(
+  reader: ImageReader,
+  keys: string[],
+  hostname: string | undefined,
+  signal: AbortSignal | undefined,
+): Promise<InjectResult> {
+  const { imagePath } = reader
   const { inspection, rootHome } = await inspectImage(reader)
   const inittab =
     inspection.initSystem === 'busybox' || inspection.initSystem === 'sysvinit'
@@ -249,7 +263,7 @@ export async function inject(imagePath: string, options: InjectOptions): Promise
     // An image made from a banger VM carries its marker: the new guest must do its first boot.
     if (markerInfo) commands.push(`rm ${quotePath(GUEST_PATHS.marker)}`)
     signal?.throwIfAborted()
-    await runWriteScript(imagePath, commands, signal)
+    await reader.write(commands)
     verify(imagePath, entries, await reader.lstatMany(entries.map((e) => e.path)))
     const written = [...new Set([...createdDirs, ...entries.map((e) => e.path)])]
     return { written, inspection }
@@ -262,7 +276,6 @@ export async function inspect(
   imagePath: string,
   options: { signal?: AbortSignal } = {},
 ): Promise<GuestInspection> {
-  const reader = new ImageReader(imagePath, options.signal)
-  await reader.open()
-  return (await inspectImage(reader)).inspection
+  const facts = await withImageReader(imagePath, { signal: options.signal }, inspectImage)
+  return facts.inspection
 }
