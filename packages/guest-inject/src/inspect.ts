@@ -45,7 +45,7 @@ function octal(mode: number): string {
   return '0' + mode.toString(8).padStart(3, '0')
 }
 
-/** Whether any of the paths exists, following symlinks (one debugfs run unless links). */
+/** Whether any of the paths exists, following symlinks (one round trip unless links). */
 async function existsAny(reader: ImageReader, paths: string[]): Promise<boolean> {
   // debugfs follows symlinks in the directories of a path, not in its last component.
   const infos = await reader.lstatMany(paths)
