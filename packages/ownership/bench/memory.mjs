@@ -15,7 +15,7 @@ if (!work || !['prepare', 'manifest', 'apply'].includes(mode))
   throw new Error('usage: memory.mjs <entries> <entriesPerDir> prepare|manifest|apply <dir>')
 if (mode === 'prepare') {
   makeManifest(total, perDir, join(work, 'tree'))
-  makeImage(join(work, 'tree'), join(work, 'pristine.ext4'), total)
+  await makeImage(join(work, 'tree'), join(work, 'pristine.ext4'), total)
   rmSync(join(work, 'tree'), { recursive: true, force: true })
 } else {
   const image = join(work, 'rootfs.ext4')

@@ -1,27 +1,35 @@
-// Times applyOwnership on a 50k-entry tree: node bench/run.mjs [entries] [entriesPerDir]
-// (build first: pnpm --filter @banger/ownership build). Prints one JSON line.
+// Times applyOwnership: node bench/run.mjs [entries] [entriesPerDir] [mkfs] [owners]
+// (build first: pnpm --filter @banger/ownership build). mkfs: self (default), userns or user;
+// owners: mixed (default) or root; see tree.mjs. Prints one JSON line.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
+import { userTempDir } from '@banger/test-support'
 import { applyOwnership } from '../dist/index.js'
 import { makeImage, makeManifest } from './tree.mjs'
 
 const total = Number(process.argv[2] ?? 50_000)
 const perDir = Number(process.argv[3] ?? 100)
-const work = mkdtempSync(join(tmpdir(), 'banger-ownership-bench-'))
+const mkfs = process.argv[4] ?? 'self'
+const owners = process.argv[5] ?? 'mixed'
+// The test user's mkfs must reach the tree: a directory it owns.
+const work =
+  mkfs === 'self'
+    ? mkdtempSync(join(tmpdir(), 'banger-ownership-bench-'))
+    : userTempDir('banger-ownership-bench')
 const tree = join(work, 'tree')
 const image = join(work, 'rootfs.ext4')
 try {
-  const entries = makeManifest(total, perDir, tree)
+  const entries = makeManifest(total, perDir, tree, owners)
   let t = performance.now()
-  makeImage(tree, image, total)
+  await makeImage(tree, image, total, mkfs)
   const mkfsMs = performance.now() - t
   t = performance.now()
   const report = await applyOwnership(image, entries, { verify: false })
   const writeMs = performance.now() - t
   // Full run with verification on a fresh image, to time both passes together.
-  makeImage(tree, image, total)
+  await makeImage(tree, image, total, mkfs)
   t = performance.now()
   const full = await applyOwnership(image, entries)
   const fullMs = performance.now() - t
@@ -29,6 +37,8 @@ try {
     JSON.stringify({
       entries: entries.length,
       entriesPerDir: perDir,
+      mkfs,
+      owners,
       commands: report.commands,
       mkfsMs: Math.round(mkfsMs),
       applyWithoutVerifyMs: Math.round(writeMs),
