@@ -20,7 +20,7 @@ import {
   type OwnershipMismatch,
 } from './errors.js'
 import type { ApplyOwnershipOptions, OwnershipEntry, OwnershipReport } from './types.js'
-import { listDirectories, type Listing } from './listing.js'
+import { listDirectories, ROOT_INO, type Listing } from './listing.js'
 import { verifyEntries } from './verify.js'
 
 /** A value debugfs's ea_set takes inline without any interpretation (it C-unescapes others). */
@@ -115,11 +115,14 @@ async function writeBatch(
   const inodes = new Uint32Array(entries.length)
   for (let i = 0; i < entries.length; i++) inodes[i] = listing.ino[listing.slot(i)]!
 
+  const settled = settledFields(manifest, listing)
   // Values ea_set cannot take inline go through files, one per distinct value.
   const valueFiles = await writeValueFiles(manifest, workDir)
   // A command debugfs would cut must be refused before the image is touched: generate, ahead, the
   // commands of every entry whose path or xattrs are long enough for that (none, usually).
-  for (const command of writeCommands(manifest, listing, valueFiles, (i) => mayBeLong(manifest, i)))
+  for (const command of writeCommands(manifest, listing, settled, valueFiles, (i) =>
+    mayBeLong(manifest, i),
+  ))
     checkCommand(command.text)
 
   const failures: DebugfsFailure[] = []
@@ -129,7 +132,7 @@ async function writeBatch(
   const commands = await runDebugfs({
     binary,
     image: imagePath,
-    commands: writeCommands(manifest, listing, valueFiles),
+    commands: writeCommands(manifest, listing, settled, valueFiles),
     write: true,
     workDir,
     ...(writeTime === undefined ? {} : { env: { E2FSPROGS_FAKE_TIME: String(writeTime) } }),
@@ -154,7 +157,7 @@ async function writeBatch(
     // Only positions were kept in flight; the batch is deterministic, so generate it again.
     const wanted = new Map(failures.map((f) => [Number(f.command), f]))
     let index = 0
-    for (const command of writeCommands(manifest, listing, valueFiles)) {
+    for (const command of writeCommands(manifest, listing, settled, valueFiles)) {
       const failure = wanted.get(index++)
       if (failure) failure.command = command.text
     }
@@ -163,16 +166,55 @@ async function writeBatch(
   return { inodes, commands }
 }
 
+/** Bits of settledFields: the listing already shows the manifest's value. */
+export const SETTLED_MODE = 1
+export const SETTLED_UID = 2
+export const SETTLED_GID = 4
+
+/**
+ * Per entry, which of mode (type bits included), uid and gid the image already holds, by the
+ * listing: the write batch leaves those out. mkfs run in a user namespace writes every inode 0:0
+ * with the tree's own mode, so for a typical image most entries need neither. Only the first
+ * entry to address an inode may rely on the listing: a later one (a second record for a path)
+ * comes after the batch's own writes, so it writes everything, as before. Specials (mknod'ed
+ * by the batch), paths the listing did not find, and a root whose `.` it did not read settle
+ * nothing.
+ */
+export function settledFields(manifest: Manifest, listing: Listing): Uint8Array {
+  const { entries } = manifest
+  const settled = new Uint8Array(entries.length)
+  let maxIno = 0
+  for (let i = 0; i < entries.length; i++) maxIno = Math.max(maxIno, listing.ino[listing.slot(i)]!)
+  /** Inodes an earlier entry's commands address: one bit each. */
+  const addressed = new Uint32Array((maxIno >>> 5) + 1)
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!
+    const s = listing.slot(i)
+    const ino = listing.ino[s]!
+    if (manifest.ownerOf(i) !== i || isSpecial(e.type) || ino === 0) continue
+    if (ino === ROOT_INO && !listing.rootListed) continue
+    const bit = 1 << (ino & 31)
+    if (addressed[ino >>> 5]! & bit) continue
+    addressed[ino >>> 5]! |= bit
+    settled[i] =
+      (listing.mode[s] === (TYPE_BITS[e.type] | e.mode) ? SETTLED_MODE : 0) |
+      (listing.uid[s] === e.uid ? SETTLED_UID : 0) |
+      (listing.gid[s] === e.gid ? SETTLED_GID : 0)
+  }
+  return settled
+}
+
 /**
  * The write batch, generated as debugfs consumes it; `entry` is the manifest index each command
- * acts for. Deterministic: the same arguments give the same commands. With `only`, just the
- * commands of the entries it accepts. Writes each distinct xattr value that cannot
- * go inline to a file in `workDir` (once; `valueFiles` remembers which) before yielding its
- * `ea_set -f`.
+ * acts for. Deterministic: the same arguments give the same commands. Leaves out the fields
+ * `settled` (settledFields) marks. With `only`, just the commands of the entries it accepts.
+ * Writes each distinct xattr value that cannot go inline to a file in `workDir` (once;
+ * `valueFiles` remembers which) before yielding its `ea_set -f`.
  */
 function* writeCommands(
   manifest: Manifest,
   listing: Listing,
+  settled: Uint8Array,
   valueFiles: ReadonlyMap<string, string>,
   only: (i: number) => boolean = () => true,
 ): Generator<DebugfsCommand> {
@@ -219,10 +261,16 @@ function* writeCommands(
     const e = entries[i]!
     const p = spec(i)
     const mtime = manifest.mtimeOf(i)
-    yield { text: `sif ${p} mode 0${(TYPE_BITS[e.type] | e.mode).toString(8)}`, entry: i, part: 0 }
+    const done = settled[i]!
+    if (!(done & SETTLED_MODE))
+      yield {
+        text: `sif ${p} mode 0${(TYPE_BITS[e.type] | e.mode).toString(8)}`,
+        entry: i,
+        part: 0,
+      }
     // sif's uid/gid fields write i_uid_high/i_gid_high too (checked with uid 100000).
-    yield { text: `sif ${p} uid ${e.uid}`, entry: i, part: 0 }
-    yield { text: `sif ${p} gid ${e.gid}`, entry: i, part: 0 }
+    if (!(done & SETTLED_UID)) yield { text: `sif ${p} uid ${e.uid}`, entry: i, part: 0 }
+    if (!(done & SETTLED_GID)) yield { text: `sif ${p} gid ${e.gid}`, entry: i, part: 0 }
     if (mtime !== undefined) yield { text: `sif ${p} mtime @${mtime}`, entry: i, part: 0 }
     if (isSpecial(e.type)) {
       // mknod stamps the wall clock; pin the other times so the image stays reproducible.

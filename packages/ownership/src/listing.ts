@@ -66,6 +66,11 @@ export class Listing {
   readonly gid: Uint32Array
   /** Directory entries with this name (saturating at 255): more than one means a duplicated name. */
   readonly count: Uint8Array
+  /**
+   * Whether the root's mode and owner were read (from its own `.`): until then its slot holds
+   * placeholders (directory type bits, 0:0), not what the image says.
+   */
+  rootListed = false
 
   constructor(readonly manifest: Manifest) {
     const n = manifest.length
@@ -111,6 +116,7 @@ export class Listing {
         this.mode[i] = line.mode
         this.uid[i] = line.uid
         this.gid[i] = line.gid
+        this.rootListed = true
         continue
       }
       i = this.manifest.indexOf(prefix + utf8(rawName))

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { encodeDevice } from './apply.js'
+import { encodeDevice, SETTLED_GID, SETTLED_MODE, SETTLED_UID, settledFields } from './apply.js'
 import { checkCommand, PromptSplitter, quoteArg } from './debugfs.js'
 import { checkEntry, decodeXattrs, Manifest, mtimeOf, splitPath } from './entries.js'
 import { Listing, parseLsLine } from './listing.js'
@@ -335,5 +335,38 @@ describe('Listing', () => {
     expect(listing.gid[2]).toBe(6)
     expect(listing.slot(4)).toBe(2)
     expect(listing.has(4)).toBe(true)
+  })
+})
+
+describe('settledFields', () => {
+  const entries: OwnershipEntry[] = [
+    { path: '/', type: 'directory', mode: 0o755, uid: 0, gid: 0 },
+    { path: '/a', type: 'file', mode: 0o644, uid: 0, gid: 0 }, // all three as listed
+    { path: '/b', type: 'file', mode: 0o4755, uid: 0, gid: 5 }, // mode and gid differ
+    { path: '/a', type: 'file', mode: 0o644, uid: 0, gid: 0 }, // a second record for /a
+    { path: '/c', type: 'file', mode: 0o644, uid: 0, gid: 0, hardlinkGroup: 1 },
+    { path: '/c2', type: 'file', mode: 0o644, uid: 0, gid: 0, hardlinkGroup: 1 },
+    { path: '/fifo', type: 'fifo', mode: 0o644, uid: 0, gid: 0 },
+    { path: '/unlisted', type: 'file', mode: 0o644, uid: 0, gid: 0 },
+  ]
+  const listed =
+    '/12/100644/0/0/a/0/\n/13/100755/0/0/b/0/\n/14/100644/0/0/c/0/\n/14/100644/0/0/c2/0/\n'
+  const ALL = SETTLED_MODE | SETTLED_UID | SETTLED_GID
+
+  it('marks what the listing shows; later records for an inode and unlisted paths get nothing', () => {
+    const manifest = new Manifest(entries)
+    const listing = new Listing(manifest)
+    listing.absorb('/', `/2/040755/0/0/.//\n/2/040755/0/0/..//\n${listed}`)
+    // /a's second record comes after the batch wrote the first: it cannot trust the listing.
+    // /c2 is written through /c. Specials are mknod'ed; /unlisted is addressed by path.
+    expect([...settledFields(manifest, listing)]).toEqual([ALL, ALL, SETTLED_UID, 0, ALL, 0, 0, 0])
+  })
+
+  it('trusts nothing about the root until its `.` was read', () => {
+    const manifest = new Manifest(entries)
+    const listing = new Listing(manifest)
+    listing.absorb('/', listed) // no `.` line: the root's slot holds placeholders
+    expect(settledFields(manifest, listing)[0]).toBe(0)
+    expect(settledFields(manifest, listing)[1]).toBe(ALL)
   })
 })
