@@ -33,8 +33,9 @@ export interface ApplyOwnershipToolOptions {
 
 /**
  * Restores owner, full mode, mtime, device nodes, FIFOs and xattrs of every manifest entry inside
- * an ext4 image, in ONE `debugfs -w` process, then (unless `verify: false`) reads every entry back
- * in one more read-only debugfs process.
+ * an ext4 image, in ONE `debugfs -w` process (leaving out the modes and owners a first read-only
+ * listing shows right already), then (unless `verify: false`) reads every entry back in one more
+ * read-only debugfs process. The report's `commands` counts that write batch.
  *
  * Preconditions: `imagePath` is an ext4 image built from the manifest's tree (for example by
  * @banger/ext4-build) and not mounted; entries come parents before children; device nodes and FIFOs
