@@ -7,6 +7,11 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { userTempDir } from '@banger/test-support'
 import { applyOwnership } from '../dist/index.js'
+// Internals, to time the read-back on its own: the same call applyOwnership makes.
+import { debugfsCandidates, resolveBinary } from '../dist/debugfs.js'
+import { Manifest } from '../dist/entries.js'
+import { listDirectories } from '../dist/listing.js'
+import { verifyEntries } from '../dist/verify.js'
 import { makeImage, makeManifest } from './tree.mjs'
 
 const total = Number(process.argv[2] ?? 50_000)
@@ -28,6 +33,15 @@ try {
   t = performance.now()
   const report = await applyOwnership(image, entries, { verify: false })
   const writeMs = performance.now() - t
+  // The read-back alone, on that image, at the inodes a fresh listing finds (mknod's included).
+  const binary = await resolveBinary(debugfsCandidates())
+  const manifest = new Manifest(entries)
+  const scratch = mkdtempSync(join(work, 'verify-'))
+  const listing = await listDirectories(binary, image, manifest, scratch)
+  const inodes = Uint32Array.from(manifest.entries, (_, i) => listing.ino[listing.slot(i)])
+  t = performance.now()
+  await verifyEntries({ binary, image, manifest, inodes, workDir: scratch })
+  const verifyMs = performance.now() - t
   // Full run with verification on a fresh image, to time both passes together.
   await makeImage(tree, image, total, mkfs)
   t = performance.now()
@@ -42,6 +56,7 @@ try {
       commands: report.commands,
       mkfsMs: Math.round(mkfsMs),
       applyWithoutVerifyMs: Math.round(writeMs),
+      verifyMs: Math.round(verifyMs),
       applyWithVerifyMs: Math.round(fullMs),
       verified: full.verified,
     }),
