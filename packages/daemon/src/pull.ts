@@ -389,11 +389,13 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
 
 async function inject(job: PullJob, rootfsPath: string): Promise<string[]> {
   job.onProgress({ type: 'stage', stage: 'inject' })
+  const t0 = Date.now()
   const injected = await injectGuest(rootfsPath, {
     authorizedKeys: job.authorizedKeys,
     hostname: job.hostname,
     signal: job.signal,
   })
+  job.log.info({ ms: Date.now() - t0, written: injected.written.length }, 'guest injected')
   for (const problem of injected.inspection.problems) {
     job.onProgress({ type: 'warning', code: problem.code, message: problem.message })
   }
