@@ -126,6 +126,41 @@ describe('scratch tree placement', () => {
     expect(readdirSync(join(memory, `banger-${testUser().uid}`))).toEqual([])
   })
 
+  it('builds again on disk when building in memory fails although the estimate said it fits', async () => {
+    const e = userEnv()
+    const memory = join(e.root, 'shm')
+    mkdirSync(memory, { mode: 0o1777 })
+    chmodSync(memory, 0o1777)
+    const env = memoryEnv(memory)
+    // A tmpfs that fills between the estimate and mkfs, played by an mkfs.ext4 first on PATH that
+    // fails as mkfs does on a full device for any output under the memory dir, and otherwise
+    // runs the real one.
+    const real = ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4'].find((p) => existsSync(p))!
+    const bin = join(e.root, 'bin')
+    mkdirSync(bin, { mode: 0o755 })
+    writeFileSync(
+      join(bin, 'mkfs.ext4'),
+      `#!/bin/sh
+for last; do :; done
+case "$last" in
+  ${memory}/*) echo "mkfs.ext4: No space left on device while writing out and closing file system" >&2; exit 1 ;;
+esac
+exec ${real} "$@"
+`,
+      { mode: 0o755 },
+    )
+    env.env.PATH = `${bin}:${env.env.PATH}`
+    const rootfs = await pullWith(env)
+    const log = daemonLog(env)
+    expect(log.find((l) => l.msg === 'tree placed')).toMatchObject({ memory: true })
+    expect(log.some((l) => l.msg.includes('building the image in memory failed'))).toBe(true)
+    expect(log.find((l) => l.msg === 'built')?.workImage).toBe(
+      join(`${dirname(rootfs)}.staging`, basename(rootfs)),
+    )
+    expect(log.some((l) => l.msg === 'image copied to the state dir')).toBe(false)
+    expect(readdirSync(join(memory, `banger-${testUser().uid}`))).toEqual([])
+  })
+
   it('an explicit BANGER_TMPDIR keeps the tree on disk', async () => {
     const e = userEnv()
     await pullWith(e)
