@@ -388,12 +388,21 @@ async function bangerPulls(subject) {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Untimed, before every method: write back what the previous one left dirty (a scripted run leaves
+ * its unpacked tree, 1 GiB at scale, in the page cache), so no method pays for another's writeback.
+ */
+async function settle() {
+  await must('sync', [])
+}
+
 async function benchSubject(subject) {
   const results = { cold: [], warm: [], root: [], rootless: [], floor: [], rss: [], errors: {} }
   for (let rep = 1; rep <= reps; rep++) {
     log(`${subject.label}: repetition ${rep}/${reps}`)
     if (methods.has('banger'))
       try {
+        await settle()
         const b = await bangerPulls(subject)
         results.cold.push(b.cold)
         results.warm.push(b.warm)
@@ -411,6 +420,7 @@ async function benchSubject(subject) {
     ]) {
       if (!methods.has(key)) continue
       try {
+        await settle()
         const r = await fn()
         results[key].push(r)
         log(`  ${key} ${secs(r.ms)}`)
