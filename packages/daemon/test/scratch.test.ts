@@ -77,13 +77,18 @@ function memoryEnv(memoryDir: string): UserEnv {
   return e
 }
 
+/** A daemon env whose memory dir is a plain directory (world-writable, sticky, like /dev/shm). */
+function plainMemoryEnv(): { env: UserEnv; memory: string } {
+  const e = userEnv()
+  const memory = join(e.root, 'shm')
+  mkdirSync(memory, { mode: 0o1777 })
+  chmodSync(memory, 0o1777)
+  return { env: memoryEnv(memory), memory }
+}
+
 describe('scratch tree placement', () => {
   it('flattens and builds in the memory dir when both fit, and leaves nothing there', async () => {
-    const e = userEnv()
-    const memory = join(e.root, 'shm')
-    mkdirSync(memory, { mode: 0o1777 })
-    chmodSync(memory, 0o1777)
-    const env = memoryEnv(memory)
+    const { env, memory } = plainMemoryEnv()
     // The second pull starts while the first one's cache store may still run: it waits for it.
     const rootfs = await pullWith(env, 2)
     const log = daemonLog(env)
@@ -127,16 +132,12 @@ describe('scratch tree placement', () => {
   })
 
   it('builds again on disk when building in memory fails although the estimate said it fits', async () => {
-    const e = userEnv()
-    const memory = join(e.root, 'shm')
-    mkdirSync(memory, { mode: 0o1777 })
-    chmodSync(memory, 0o1777)
-    const env = memoryEnv(memory)
+    const { env, memory } = plainMemoryEnv()
     // A tmpfs that fills between the estimate and mkfs, played by an mkfs.ext4 first on PATH that
     // fails as mkfs does on a full device for any output under the memory dir, and otherwise
     // runs the real one.
     const real = ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4'].find((p) => existsSync(p))!
-    const bin = join(e.root, 'bin')
+    const bin = join(env.root, 'bin')
     mkdirSync(bin, { mode: 0o755 })
     writeFileSync(
       join(bin, 'mkfs.ext4'),
