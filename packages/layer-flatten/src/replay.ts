@@ -490,11 +490,9 @@ const BATCH = 1024 * 1024
  * on 54k files: most of the flatten's main-thread time went to those five round trips a file).
  */
 function writeSmallFile(path: string, chunks: Buffer[], inode: Inode): void {
-  const content = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
   const fd = openSync(path, WRITE_FLAGS, 0o600)
   try {
-    for (let off = 0; off < content.length;)
-      off += writeSync(fd, content, off, content.length - off)
+    writeAll(fd, chunks)
     fchmodSync(fd, diskMode(inode))
     futimesSync(fd, inode.mtime, inode.mtime)
   } finally {
@@ -502,7 +500,22 @@ function writeSmallFile(path: string, chunks: Buffer[], inode: Inode): void {
   }
 }
 
-/** Creates a new file (never reuses an inode another name shares) and streams `body` into it. */
+/**
+ * Writes every buffer at the file's position: one writev, then whatever a short write left,
+ * buffer by buffer.
+ */
+function writeAll(fd: number, buffers: Buffer[]): void {
+  let written = writevSync(fd, buffers)
+  for (const buf of buffers) {
+    if (written >= buf.length) {
+      written -= buf.length
+      continue
+    }
+    for (let off = written; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off)
+    written = 0
+  }
+}
+
 const bodyErrors = new WeakSet<Error>()
 
 /** Iterates an entry body, marking its errors so io() does not take them for disk errors. */
@@ -523,6 +536,7 @@ async function* readBody(body: AsyncIterable<Buffer> | Buffer[]): AsyncGenerator
   }
 }
 
+/** Creates a new file (never reuses an inode another name shares) and streams `body` into it. */
 async function writeFile(
   path: string,
   body: AsyncIterable<Buffer> | Buffer[],
@@ -533,16 +547,7 @@ async function writeFile(
     let batch: Buffer[] = []
     let batched = 0
     const flush = () => {
-      let written = writevSync(fd, batch)
-      // A short write leaves the rest of the batch: finish it one buffer at a time.
-      for (const buf of batch) {
-        if (written >= buf.length) {
-          written -= buf.length
-          continue
-        }
-        for (let off = written; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off)
-        written = 0
-      }
+      writeAll(fd, batch)
       batch = []
       batched = 0
     }
