@@ -12,6 +12,7 @@ import {
   testUser,
   userTempDir,
 } from '@banger/test-support'
+import type { Ext4Image } from '../src/types.js'
 import { runAsUserScript, type TreeSpec } from './helpers.js'
 
 const UUID = '0badcafe-1234-4abc-8def-0123456789ab'
@@ -29,14 +30,9 @@ const TREE: TreeSpec[] = [
   { path: 'name with "quotes" and spaces', type: 'file', content: 'q' },
 ]
 
+/** What the user script returns: the package's own result, through JSON. */
 interface Built {
-  image: {
-    path: string
-    sizeBytes: number
-    blockSize: number
-    blockCount: number
-    inodeCount: number
-  }
+  image: Ext4Image
 }
 
 async function buildAsUser(
