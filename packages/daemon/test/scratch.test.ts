@@ -86,6 +86,23 @@ function plainMemoryEnv(): { env: UserEnv; memory: string } {
   return { env: memoryEnv(memory), memory }
 }
 
+/**
+ * A daemon env whose memory dir is a tmpfs of `size`, unmounted when the test finishes; undefined
+ * (the test is skipped) where mounting needs root we lack. CI runs as root.
+ */
+function tmpfsMemoryEnv(name: string, size: string): { env: UserEnv; memory: string } | undefined {
+  const memory = join(userEnv().root, name)
+  mkdirSync(memory)
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=1777`, 'tmpfs', memory])
+  } catch (err) {
+    console.warn(`skipped: cannot mount a tmpfs here (${String(err)})`)
+    return undefined
+  }
+  onTestFinished(() => void execFileSync('umount', [memory]))
+  return { env: memoryEnv(memory), memory }
+}
+
 describe('scratch tree placement', () => {
   it('flattens and builds in the memory dir when both fit, and leaves nothing there', async () => {
     const { env, memory } = plainMemoryEnv()
@@ -109,17 +126,9 @@ describe('scratch tree placement', () => {
   })
 
   it('builds the image on disk when the tree fits in memory but the image would not', async () => {
-    const e = userEnv()
-    const memory = join(e.root, 'small')
-    mkdirSync(memory)
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96m,mode=1777', 'tmpfs', memory])
-    } catch (err) {
-      console.warn(`skipped: cannot mount a tmpfs here (${String(err)})`)
-      return
-    }
-    onTestFinished(() => void execFileSync('umount', [memory]))
-    const env = memoryEnv(memory)
+    const tmpfs = tmpfsMemoryEnv('small', '96m')
+    if (!tmpfs) return
+    const { env, memory } = tmpfs
     const rootfs = await pullWith(env)
     const log = daemonLog(env)
     expect(log.find((l) => l.msg === 'tree placed')).toMatchObject({ memory: true })
@@ -169,18 +178,9 @@ exec ${real} "$@"
   })
 
   it('falls back to disk when layers expand past the memory budget', async () => {
-    const e = userEnv()
-    const memory = join(e.root, 'tiny')
-    mkdirSync(memory)
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=1777', 'tmpfs', memory])
-    } catch (err) {
-      // Needs root; CI runs as root. Anywhere else this proof cannot be made.
-      console.warn(`skipped: cannot mount a tmpfs here (${String(err)})`)
-      return
-    }
-    onTestFinished(() => void execFileSync('umount', [memory]))
-    const env = memoryEnv(memory)
+    const tmpfs = tmpfsMemoryEnv('tiny', '4m')
+    if (!tmpfs) return
+    const { env, memory } = tmpfs
     await pullWith(env)
     const log = daemonLog(env)
     expect(log.some((l) => l.msg.includes('did not fit in memory'))).toBe(true)
