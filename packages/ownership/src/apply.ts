@@ -34,8 +34,9 @@ export interface ApplyOwnershipToolOptions {
 /**
  * Restores owner, full mode, mtime, device nodes, FIFOs and xattrs of every manifest entry inside
  * an ext4 image, in ONE `debugfs -w` process (leaving out the modes and owners a first read-only
- * listing shows right already), then (unless `verify: false`) reads every entry back in one more
- * read-only debugfs process. The report's `commands` counts that write batch.
+ * listing shows right already), then reads every entry back in one more read-only debugfs
+ * process: before resolving, or with `verify: 'later'` when the caller runs the report's
+ * `readBack`, or never with `verify: false`. The report's `commands` counts the write batch.
  *
  * Preconditions: `imagePath` is an ext4 image built from the manifest's tree (for example by
  * @banger/ext4-build) and not mounted; entries come parents before children; device nodes and FIFOs
@@ -57,12 +58,21 @@ export async function applyOwnership(
   const binary = options.debugfs ?? (await resolveBinary(debugfsCandidates()))
   if (!binary) throw new DebugfsMissingError(debugfsCandidates().join(', '))
 
+  const verify = options.verify ?? true
   const workDir = await mkdtemp(join(tmpdir(), 'banger-ownership-'))
+  let inodes: Uint32Array
+  let commands: number
   try {
-    const { inodes, commands } = await writeBatch(binary, imagePath, manifest, workDir, signal)
-    let verified = 0
-    if (options.verify ?? true)
-      verified = await verifyEntries({
+    ;({ inodes, commands } = await writeBatch(
+      binary,
+      imagePath,
+      manifest,
+      workDir,
+      options.mtimesInImage ?? false,
+      signal,
+    ))
+    if (verify === true) {
+      const verified = await verifyEntries({
         binary,
         image: imagePath,
         manifest,
@@ -70,10 +80,30 @@ export async function applyOwnership(
         workDir,
         signal,
       })
-    return { entries: manifest.length, commands, verified }
+      return { entries: manifest.length, commands, verified }
+    }
   } finally {
     await rm(workDir, { recursive: true, force: true })
   }
+  const report: OwnershipReport = { entries: manifest.length, commands, verified: 0 }
+  if (verify === 'later')
+    report.readBack = async (readSignal) => {
+      const dir = await mkdtemp(join(tmpdir(), 'banger-ownership-'))
+      try {
+        const image = imagePath
+        return await verifyEntries({
+          binary,
+          image,
+          manifest,
+          inodes,
+          workDir: dir,
+          signal: readSignal,
+        })
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
+    }
+  return report
 }
 
 /**
@@ -86,6 +116,7 @@ async function writeBatch(
   imagePath: string,
   manifest: Manifest,
   workDir: string,
+  mtimesInImage: boolean,
   signal: AbortSignal | undefined,
 ): Promise<{ inodes: Uint32Array; commands: number }> {
   const listing = await listDirectories(binary, imagePath, manifest, workDir, signal)
@@ -116,7 +147,7 @@ async function writeBatch(
   const inodes = new Uint32Array(entries.length)
   for (let i = 0; i < entries.length; i++) inodes[i] = listing.ino[listing.slot(i)]!
 
-  const settled = settledFields(manifest, listing)
+  const settled = settledFields(manifest, listing, mtimesInImage)
   // Values ea_set cannot take inline go through files, one per distinct value.
   const valueFiles = await writeValueFiles(manifest, workDir)
   // A command debugfs would cut must be refused before the image is touched: generate, ahead, the
@@ -171,6 +202,10 @@ async function writeBatch(
 export const SETTLED_MODE = 1
 export const SETTLED_UID = 2
 export const SETTLED_GID = 4
+export const SETTLED_MTIME = 8
+
+/** mkfs 1.47 copies st_mtime into the 32-bit i_mtime only: later or negative times need sif. */
+const MAX_MKFS_TIME = 2 ** 31 - 1
 
 /**
  * Per entry, which of mode (type bits included), uid and gid the image already holds, by the
@@ -179,9 +214,13 @@ export const SETTLED_GID = 4
  * entry to address an inode may rely on the listing: a later one (a second record for a path)
  * comes after the batch's own writes, so it writes everything, as before. Specials (mknod'ed
  * by the batch), paths the listing did not find, and a root whose `.` it did not read settle
- * nothing.
+ * nothing. With `mtimesInImage`, the mtime is settled too where mkfs could copy it (not `/`).
  */
-export function settledFields(manifest: Manifest, listing: Listing): Uint8Array {
+export function settledFields(
+  manifest: Manifest,
+  listing: Listing,
+  mtimesInImage = false,
+): Uint8Array {
   const { entries } = manifest
   const settled = new Uint8Array(entries.length)
   let maxIno = 0
@@ -201,6 +240,9 @@ export function settledFields(manifest: Manifest, listing: Listing): Uint8Array 
       (listing.mode[s] === (TYPE_BITS[e.type] | e.mode) ? SETTLED_MODE : 0) |
       (listing.uid[s] === e.uid ? SETTLED_UID : 0) |
       (listing.gid[s] === e.gid ? SETTLED_GID : 0)
+    const mtime = manifest.mtimeOf(i)
+    if (mtimesInImage && ino !== ROOT_INO && mtime !== undefined && mtime <= MAX_MKFS_TIME)
+      settled[i]! |= SETTLED_MTIME
   }
   return settled
 }
@@ -272,7 +314,8 @@ function* writeCommands(
     // sif's uid/gid fields write i_uid_high/i_gid_high too (checked with uid 100000).
     if (!(done & SETTLED_UID)) yield { text: `sif ${p} uid ${e.uid}`, entry: i, part: 0 }
     if (!(done & SETTLED_GID)) yield { text: `sif ${p} gid ${e.gid}`, entry: i, part: 0 }
-    if (mtime !== undefined) yield { text: `sif ${p} mtime @${mtime}`, entry: i, part: 0 }
+    if (mtime !== undefined && !(done & SETTLED_MTIME))
+      yield { text: `sif ${p} mtime @${mtime}`, entry: i, part: 0 }
     if (isSpecial(e.type)) {
       // mknod stamps the wall clock; pin the other times so the image stays reproducible.
       const t = mtime ?? 0

@@ -18,12 +18,29 @@ export interface OwnershipEntry {
 
 export interface ApplyOwnershipOptions {
   signal?: AbortSignal
-  /** Read back every entry and fail on a mismatch; default true. */
-  verify?: boolean
+  /**
+   * Read back every entry and fail on a mismatch: true (default) before resolving; false never;
+   * `'later'` leaves it to the report's `readBack`, so the caller can overlap it with other work.
+   */
+  verify?: boolean | 'later'
+  /**
+   * The image already holds each entry's mtime: it was built by mkfs -d from the tree the manifest
+   * describes, whose files carry the manifest's mtimes (mkfs copies st_mtime). The batch then
+   * leaves out `sif mtime`, except for `/` (mkfs keeps its own time there), device nodes and FIFOs
+   * (made here) and times a 32-bit i_mtime cannot hold (before 1970, from 2038). The read-back
+   * still checks every mtime. Default false.
+   */
+  mtimesInImage?: boolean
 }
 
 export interface OwnershipReport {
   entries: number
   commands: number
   verified: number
+  /**
+   * With `verify: 'later'`: the read-back `verify: true` would have run, resolving to the number of
+   * entries verified and rejecting with E_OWNERSHIP_MISMATCH as applyOwnership would. The image must
+   * not change until it settles (a byte-identical copy may be changed meanwhile).
+   */
+  readBack?: (signal?: AbortSignal) => Promise<number>
 }

@@ -78,13 +78,16 @@ const sum = (key: 'root' | 'user'): number => MANIFEST.reduce((n, x) => n + x[ke
  * Lays the tree down as the test user, as the flattener does, and runs mkfs.ext4 -d as that user:
  * inside `unshare --map-root-user` (every inode 0:0) or not (every inode the user's).
  */
-async function buildImage(mkfs: 'userns' | 'user'): Promise<string> {
+async function buildImage(
+  mkfs: 'userns' | 'user',
+  { manifest = MANIFEST, mtimes = false }: { manifest?: E[]; mtimes?: boolean } = {},
+): Promise<string> {
   const dir = userTempDir(`ownership-settled-${mkfs}`)
   const image = join(dir, 'rootfs.ext4')
   const argv = ['-F', '-q', '-d', 'tree', '-E', 'root_owner=0:0', image]
   const command = mkfs === 'userns' ? ['unshare', '--map-root-user', 'mkfs.ext4'] : ['mkfs.ext4']
   const out = (await runAsUserScript(
-    `const manifest = ${JSON.stringify(MANIFEST)}
+    `const manifest = ${JSON.stringify(manifest)}
      for (const e of manifest) {
        const p = join('tree', e.path)
        if (e.type === 'directory') fs.mkdirSync(p, { recursive: true })
@@ -93,6 +96,11 @@ async function buildImage(mkfs: 'userns' | 'user'): Promise<string> {
        else if (e.type === 'symlink') fs.symlinkSync('passwd', p)
        if (e.disk !== undefined && !e.linkTo) fs.chmodSync(p, e.disk)
      }
+     // As the flattener leaves them: children first, so a directory keeps its own time.
+     if (${mtimes})
+       for (const e of [...manifest].reverse())
+         if (e.mtime !== undefined && !e.linkTo && (e.type !== 'char' && e.type !== 'fifo'))
+           fs.lutimesSync(join('tree', e.path), e.mtime, e.mtime)
      fs.writeFileSync(${JSON.stringify(image)}, '')
      fs.truncateSync(${JSON.stringify(image)}, 64 * 1024 * 1024)
      const [cmd, ...args] = ${JSON.stringify([...command, ...argv])}
@@ -165,5 +173,54 @@ describe('applyOwnership writes only what the image does not hold', () => {
     })
     expect(sum('user')).toBe(65)
     expect(await readBack(image)).toEqual(wanted)
+  })
+})
+
+describe('mtimesInImage and verify: later', () => {
+  /** Owner entries whose mtime mkfs copies from the tree: all but `/` and the two specials. */
+  const copied = MANIFEST.filter(
+    (x) =>
+      x.mtime !== undefined && !x.linkTo && x.path !== '/' && x.path.startsWith('/dev/') === false,
+  ).length
+
+  it('leaves out the mtimes mkfs copied from the tree, and the read-back finds them right', async () => {
+    const image = await buildImage('userns', { mtimes: true })
+    const report = await applyOwnership(image, MANIFEST, { mtimesInImage: true, verify: 'later' })
+    expect(copied).toBe(13)
+    expect(report).toMatchObject({ entries: MANIFEST.length, commands: sum('root') - copied })
+    expect(report.verified).toBe(0)
+    expect(await report.readBack!()).toBe(MANIFEST.length)
+    expect(await readBack(image)).toEqual(wanted)
+    const fsck = await e2fsck(image)
+    expect(fsck.clean, fsck.output).toBe(true)
+  })
+
+  it('still writes an mtime a 32-bit i_mtime cannot hold', async () => {
+    const late = 2 ** 31 + 100 // 2038: mkfs 1.47 keeps only the low 32 bits
+    const manifest = MANIFEST.map((x) => (x.path === '/etc/passwd' ? { ...x, mtime: late } : x))
+    const image = await buildImage('userns', { manifest, mtimes: true })
+    const report = await applyOwnership(image, manifest, { mtimesInImage: true })
+    expect(report).toEqual({
+      entries: MANIFEST.length,
+      commands: sum('root') - copied + 1,
+      verified: MANIFEST.length,
+    })
+    expect((await statInode(image, '/etc/passwd')).mtime).toBe(late)
+  })
+
+  it('the read-back catches an mtime the tree did not carry', async () => {
+    const image = await buildImage('userns', { mtimes: true })
+    // The manifest says one second later than the tree had: the batch trusts the image, the
+    // read-back must not.
+    const manifest = MANIFEST.map((x) => (x.path === '/bin/su' ? { ...x, mtime: x.mtime! + 1 } : x))
+    const report = await applyOwnership(image, manifest, { mtimesInImage: true, verify: 'later' })
+    const err = await report.readBack!().catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'E_OWNERSHIP_MISMATCH' })
+    expect(String((err as Error).message)).toContain('/bin/su')
+    // verify: true reports it the same way, from applyOwnership itself.
+    const again = await buildImage('userns', { mtimes: true })
+    await expect(applyOwnership(again, manifest, { mtimesInImage: true })).rejects.toMatchObject({
+      code: 'E_OWNERSHIP_MISMATCH',
+    })
   })
 })
