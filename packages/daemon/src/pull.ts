@@ -341,8 +341,19 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
         treeGone = removeTree(rootDir).then(() => log.info('tree removed'))
 
         onProgress({ type: 'stage', stage: 'ownership' })
-        await applyOwnership(workImage, flat.entries, { signal })
-        log.info('ownership restored')
+        // mkfs -d copied every mtime from the tree, which carries the manifest's. The read-back
+        // runs later: beside the copy and injection below when the image is in memory (it reads
+        // the memory image, which they leave alone), before them otherwise.
+        const owned = await applyOwnership(workImage, flat.entries, {
+          signal,
+          mtimesInImage: true,
+          verify: 'later',
+        })
+        log.info({ commands: owned.commands }, 'ownership restored')
+        const verifying = owned.readBack!(signal).then((verified) => {
+          log.info({ verified }, 'ownership verified')
+        })
+        verifying.catch(() => undefined) // awaited below; a copy failing first must not orphan it
 
         const cached = options.rootfsCacheDir
           ? cacheEntry(options.rootfsCacheDir, session.manifestDigest, job)
@@ -352,9 +363,17 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
           storeInCache(from, entry, abort).catch((err: unknown) =>
             log.warn({ err, entry }, 'could not store the rootfs in the warm-pull cache'),
           )
+        let injectedFiles: string[]
         if (workImage !== job.rootfsPath) {
-          await copySparse(workImage, job.rootfsPath, signal)
-          log.info('image copied to the state dir')
+          try {
+            await copySparse(workImage, job.rootfsPath, signal)
+            log.info('image copied to the state dir')
+            injectedFiles = await inject(job, job.rootfsPath)
+          } finally {
+            // The memory image is removed with the tree dir: not while debugfs still reads it.
+            await verifying.catch(() => undefined)
+          }
+          await verifying
           // The warm-pull cache is filled from the memory image after the pull returns: the user
           // does not wait for a second 1 GiB copy, and a warm pull meanwhile copies the same image.
           const dir = tree!
@@ -371,8 +390,11 @@ export function createPullPipeline(options: PullPipelineOptions): PullPipeline {
               })
               .finally(() => removeAll(dir)),
           )
-        } else if (cached) await store(job.rootfsPath, cached, signal)
-        const injectedFiles = await inject(job, job.rootfsPath)
+        } else {
+          await verifying
+          if (cached) await store(job.rootfsPath, cached, signal)
+          injectedFiles = await inject(job, job.rootfsPath)
+        }
         return {
           manifestDigest: session.manifestDigest,
           platform: formatPlatform(session.platform),

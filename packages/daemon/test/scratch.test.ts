@@ -171,6 +171,42 @@ exec ${real} "$@"
     expect(readdirSync(join(memory, `banger-${testUser().uid}`))).toEqual([])
   })
 
+  it('publishes nothing when the read-back it overlapped with the copy and injection fails', async () => {
+    const { env, memory } = plainMemoryEnv()
+    // An mkfs.ext4 first on PATH that runs the real one, then moves one file's mtime: the tree
+    // carried the manifest's, so the ownership batch trusts the image there, and only the
+    // read-back, running beside the copy to the state dir and the injection, can notice.
+    const real = ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4'].find((p) => existsSync(p))!
+    const bin = join(env.root, 'bin')
+    mkdirSync(bin, { mode: 0o755 })
+    writeFileSync(
+      join(bin, 'mkfs.ext4'),
+      `#!/bin/sh
+for last; do :; done
+${real} "$@" || exit
+exec ${dirname(real)}/debugfs -w -R "sif /etc/os-release mtime @1" "$last"
+`,
+      { mode: 0o755 },
+    )
+    env.env.PATH = `${bin}:${env.env.PATH}`
+    const kernel = fakeKernel(env)
+    const d = await startDaemon(env)
+    await expect(
+      d.client.call('image.pull', { ref, kernelPath: kernel, name: 'bad' }),
+    ).rejects.toMatchObject({ code: 'E_OWNERSHIP_MISMATCH' })
+    expect(await d.client.call('image.list', {})).toEqual({ images: [] })
+    d.child.kill('SIGTERM')
+    await d.exited
+    const log = daemonLog(env)
+    // The copy and the injection did run before the read-back's verdict was awaited.
+    expect(log.some((l) => l.msg === 'image copied to the state dir')).toBe(true)
+    expect(log.some((l) => l.msg === 'ownership verified')).toBe(false)
+    expect(readdirSync(join(env.stateDir, 'images'))).toEqual([])
+    expect(readdirSync(join(memory, `banger-${testUser().uid}`))).toEqual([])
+    const cache = join(env.root, 'rootfs')
+    expect(existsSync(cache) ? readdirSync(cache) : []).toEqual([])
+  })
+
   it('an explicit BANGER_TMPDIR keeps the tree on disk', async () => {
     const e = userEnv()
     await pullWith(e)
