@@ -103,6 +103,20 @@ function tmpfsMemoryEnv(name: string, size: string): { env: UserEnv; memory: str
   return { env: memoryEnv(memory), memory }
 }
 
+/**
+ * An `mkfs.ext4` first on the daemon's PATH: a shell script with `$last` set to the output image,
+ * whose body `script` writes given the real mkfs.ext4's path.
+ */
+function fakeMkfs(e: UserEnv, script: (real: string) => string): void {
+  const real = ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4'].find((p) => existsSync(p))!
+  const bin = join(e.root, 'bin')
+  mkdirSync(bin, { mode: 0o755 })
+  writeFileSync(join(bin, 'mkfs.ext4'), `#!/bin/sh\nfor last; do :; done\n${script(real)}\n`, {
+    mode: 0o755,
+  })
+  e.env.PATH = `${bin}:${e.env.PATH}`
+}
+
 describe('scratch tree placement', () => {
   it('flattens and builds in the memory dir when both fit, and leaves nothing there', async () => {
     const { env, memory } = plainMemoryEnv()
@@ -145,21 +159,13 @@ describe('scratch tree placement', () => {
     // A tmpfs that fills between the estimate and mkfs, played by an mkfs.ext4 first on PATH that
     // fails as mkfs does on a full device for any output under the memory dir, and otherwise
     // runs the real one.
-    const real = ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4'].find((p) => existsSync(p))!
-    const bin = join(env.root, 'bin')
-    mkdirSync(bin, { mode: 0o755 })
-    writeFileSync(
-      join(bin, 'mkfs.ext4'),
-      `#!/bin/sh
-for last; do :; done
-case "$last" in
+    fakeMkfs(
+      env,
+      (real) => `case "$last" in
   ${memory}/*) echo "mkfs.ext4: No space left on device while writing out and closing file system" >&2; exit 1 ;;
 esac
-exec ${real} "$@"
-`,
-      { mode: 0o755 },
+exec ${real} "$@"`,
     )
-    env.env.PATH = `${bin}:${env.env.PATH}`
     const rootfs = await pullWith(env)
     const log = daemonLog(env)
     expect(log.find((l) => l.msg === 'tree placed')).toMatchObject({ memory: true })
@@ -176,19 +182,11 @@ exec ${real} "$@"
     // An mkfs.ext4 first on PATH that runs the real one, then moves one file's mtime: the tree
     // carried the manifest's, so the ownership batch trusts the image there, and only the
     // read-back, running beside the copy to the state dir and the injection, can notice.
-    const real = ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4'].find((p) => existsSync(p))!
-    const bin = join(env.root, 'bin')
-    mkdirSync(bin, { mode: 0o755 })
-    writeFileSync(
-      join(bin, 'mkfs.ext4'),
-      `#!/bin/sh
-for last; do :; done
-${real} "$@" || exit
-exec ${dirname(real)}/debugfs -w -R "sif /etc/os-release mtime @1" "$last"
-`,
-      { mode: 0o755 },
+    fakeMkfs(
+      env,
+      (real) => `${real} "$@" || exit
+exec ${dirname(real)}/debugfs -w -R "sif /etc/os-release mtime @1" "$last"`,
     )
-    env.env.PATH = `${bin}:${env.env.PATH}`
     const kernel = fakeKernel(env)
     const d = await startDaemon(env)
     await expect(
