@@ -12,8 +12,9 @@ APT_PACKAGES=(
   e2fsprogs
   # the test harness: a real registry, real image tools, an htpasswd for the auth registry
   docker-registry skopeo umoci debootstrap apache2-utils zstd attr libcap2-bin
-  # guest-inject: shellcheck on the assets; the boot test: qemu, a Debian kernel, ssh
-  shellcheck qemu-system-x86 qemu-utils linux-image-amd64 openssh-client
+  # guest-inject: shellcheck on the assets, busybox to run them under its sh and to boot a
+  # busybox tree; the boot test: qemu, a Debian kernel, ssh
+  shellcheck busybox qemu-system-x86 qemu-utils linux-image-amd64 openssh-client
   # the terminal test, native module builds (better-sqlite3 compiles from source here)
   tmux python3 make g++ git ca-certificates
 )
