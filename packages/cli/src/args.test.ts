@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { parseArgs } from './args.js'
 
@@ -166,6 +167,15 @@ describe('parseArgs', () => {
     expect(pull.command).toBeUndefined()
     expect(pull.output).toMatch(/--kernel-path/)
     expect(pull.output).toMatch(/--size/)
+  })
+
+  it('answers --version itself with the package version', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string
+    }
+    const { command, output } = await parse('--version')
+    expect(command).toBeUndefined()
+    expect(output).toBe(pkg.version)
   })
 
   it('prints a completion script', async () => {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import yargs, { type Argv } from 'yargs'
 import type {
@@ -82,6 +83,13 @@ function nonEmpty(what: string) {
     return value
   }
 }
+
+/** This package's version, for `banger --version` (as docker, skopeo and crane answer it). */
+export const CLI_VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string
+  }
+).version
 
 /**
  * Builds the yargs parser. Handlers only record the command; nothing runs here, so parsing is a
@@ -269,7 +277,7 @@ function buildParser(args: string[], opts: ParseOptions, found: { command?: Comm
     .strict()
     .help()
     .alias('help', 'h')
-    .version(false)
+    .version(CLI_VERSION)
     .wrap(Math.min(opts.width ?? 100, 100))
     .exitProcess(false)
 }

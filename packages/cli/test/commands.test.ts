@@ -108,7 +108,7 @@ describe('banger image list and usage errors', () => {
     expect((await home.banger('daemon', 'status')).code).toBe(3)
   })
 
-  it('prints help and a completion script', async () => {
+  it('prints help, its version and a completion script', async () => {
     const home = bangerHome()
     const help = await home.banger('image', 'pull', '--help')
     expect(help.code).toBe(0)
@@ -116,6 +116,9 @@ describe('banger image list and usage errors', () => {
     const completion = await home.banger('completion')
     expect(completion.code).toBe(0)
     expect(completion.stdout).toMatch(/banger --get-yargs-completions/)
+    const version = await home.banger('--version')
+    expect(version.code).toBe(0)
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/)
     const words = await home.banger('--get-yargs-completions', 'banger', 'image', '')
     expect(words.stdout.split('\n')).toEqual(expect.arrayContaining(['pull', 'list', 'show', 'rm']))
   })
