@@ -58,51 +58,40 @@ export async function applyOwnership(
   const binary = options.debugfs ?? (await resolveBinary(debugfsCandidates()))
   if (!binary) throw new DebugfsMissingError(debugfsCandidates().join(', '))
 
-  const verify = options.verify ?? true
   const workDir = await mkdtemp(join(tmpdir(), 'banger-ownership-'))
-  let inodes: Uint32Array
-  let commands: number
+  let batch
   try {
-    ;({ inodes, commands } = await writeBatch(
+    batch = await writeBatch(
       binary,
       imagePath,
       manifest,
       workDir,
       options.mtimesInImage ?? false,
       signal,
-    ))
-    if (verify === true) {
-      const verified = await verifyEntries({
+    )
+  } finally {
+    await rm(workDir, { recursive: true, force: true })
+  }
+  const { inodes, commands } = batch
+  const readBack = async (readSignal?: AbortSignal): Promise<number> => {
+    const dir = await mkdtemp(join(tmpdir(), 'banger-ownership-'))
+    try {
+      return await verifyEntries({
         binary,
         image: imagePath,
         manifest,
         inodes,
-        workDir,
-        signal,
+        workDir: dir,
+        signal: readSignal,
       })
-      return { entries: manifest.length, commands, verified }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
     }
-  } finally {
-    await rm(workDir, { recursive: true, force: true })
   }
   const report: OwnershipReport = { entries: manifest.length, commands, verified: 0 }
-  if (verify === 'later')
-    report.readBack = async (readSignal) => {
-      const dir = await mkdtemp(join(tmpdir(), 'banger-ownership-'))
-      try {
-        const image = imagePath
-        return await verifyEntries({
-          binary,
-          image,
-          manifest,
-          inodes,
-          workDir: dir,
-          signal: readSignal,
-        })
-      } finally {
-        await rm(dir, { recursive: true, force: true })
-      }
-    }
+  const verify = options.verify ?? true
+  if (verify === true) report.verified = await readBack(signal)
+  else if (verify === 'later') report.readBack = readBack
   return report
 }
 
@@ -204,7 +193,7 @@ export const SETTLED_UID = 2
 export const SETTLED_GID = 4
 export const SETTLED_MTIME = 8
 
-/** mkfs 1.47 copies st_mtime into the 32-bit i_mtime only: later or negative times need sif. */
+/** mkfs 1.47 copies st_mtime into the 32-bit i_mtime only: times from 2038 on need sif. */
 const MAX_MKFS_TIME = 2 ** 31 - 1
 
 /**

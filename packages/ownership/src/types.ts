@@ -27,7 +27,7 @@ export interface ApplyOwnershipOptions {
    * The image already holds each entry's mtime: it was built by mkfs -d from the tree the manifest
    * describes, whose files carry the manifest's mtimes (mkfs copies st_mtime). The batch then
    * leaves out `sif mtime`, except for `/` (mkfs keeps its own time there), device nodes and FIFOs
-   * (made here) and times a 32-bit i_mtime cannot hold (before 1970, from 2038). The read-back
+   * (made here) and times from 2038 on (mkfs 1.47 writes only the 32-bit i_mtime). The read-back
    * still checks every mtime. Default false.
    */
   mtimesInImage?: boolean
