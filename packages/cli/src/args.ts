@@ -85,7 +85,7 @@ function nonEmpty(what: string) {
 }
 
 /** This package's version, for `banger --version` (as docker, skopeo and crane answer it). */
-export const CLI_VERSION = (
+const CLI_VERSION = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
     version: string
   }
